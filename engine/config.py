@@ -1,0 +1,159 @@
+"""Configuration dataclasses for every engine component, and the preset loader.
+
+A preset is one YAML file in `configs/` that fills a `Preset`. YAML is merged over the structured
+dataclass with OmegaConf, so an unknown or misspelled key is an error, not a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    """Action module (Matrix-Game 2.0 `action_config`); names follow the official config.json."""
+
+    blocks: tuple[int, ...] = ()  # transformer blocks that carry an action module
+    enable_keyboard: bool = True
+    enable_mouse: bool = True
+    heads_num: int = 16
+    hidden_size: int = 128  # keyboard embedding width
+    img_hidden_size: int = 1536  # must equal ModelConfig.dim
+    keyboard_dim_in: int = 4
+    keyboard_hidden_dim: int = 1024
+    mouse_dim_in: int = 2
+    mouse_hidden_dim: int = 1024
+    mouse_qk_dim_list: tuple[int, ...] = (8, 28, 28)
+    rope_dim_list: tuple[int, ...] = (8, 28, 28)
+    rope_theta: float = 256.0
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    qk_norm: bool = True
+    qkv_bias: bool = False
+    vae_time_compression_ratio: int = 4
+    windows_size: int = 3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """CausalWanModel. `image_context_dim` None means no CLIP cross-attention branch."""
+
+    dim: int = 1536
+    ffn_dim: int = 8960
+    freq_dim: int = 256
+    num_heads: int = 12
+    num_layers: int = 30
+    in_dim: int = 36  # noisy latent 16 + mask 4 + image latent 16
+    out_dim: int = 16
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    eps: float = 1e-6
+    local_attn_size: int = 6  # latent frames kept in the self-attention window
+    sink_size: int = 0  # latent frames never evicted from the window
+    num_frame_per_block: int = 3
+    image_context_dim: Optional[int] = 1280
+    cross_attn_norm: bool = True
+    qk_norm: bool = True
+    action: Optional[ActionConfig] = None
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Streaming sampler; names follow the official inference YAML."""
+
+    denoising_step_list: tuple[float, ...] = (1000, 666, 333)
+    warp_denoising_step: bool = True
+    timestep_shift: float = 5.0
+    num_train_timesteps: int = 1000
+    context_noise: float = 0.0
+    kind: str = "x0_renoise"  # "x0_renoise" (distilled) or "euler" (plain velocity loop)
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Which VAE a preset decodes with. kind: "wan" (Wan 2.1) or "tiny" (our tiny causal VAE)."""
+
+    kind: str = "wan"
+    z_dim: int = 16
+    base_dim: int = 96
+    dim_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    checkpoint: str = ""  # path, relative to the repo root or absolute; empty = random weights
+
+
+@dataclass(frozen=True)
+class ImageEncoderConfig:
+    """CLIP vision tower for the cross-attention context. kind: "clip-vit-h-14" or "none"."""
+
+    kind: str = "none"
+    checkpoint: str = ""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything needed to build and run one world model."""
+
+    name: str = ""
+    mode: str = "universal"  # action space: universal | gta_drive | templerun
+    height: int = 352  # video frame size in pixels
+    width: int = 640
+    fps: int = 12
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    checkpoint: str = ""  # default world-model weights; empty = random weights
+    start_images: tuple[str, ...] = ()  # default start images, relative to the repo root
+
+
+def list_presets() -> list[str]:
+    """Names of the presets in `configs/`."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def preset_from_dict(data: dict, name: str = "") -> Preset:
+    """Build a `Preset` from plain data, rejecting unknown keys and wrong types with a ValueError."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Preset), OmegaConf.create(data))
+        preset = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise ValueError(f"invalid preset {name or '<dict>'}: {str(e).splitlines()[0]}") from None
+    if not preset.name:
+        preset = _replace(preset, name=name)
+    return preset
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """Load a preset by name (`configs/NAME.yaml`) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown preset {name_or_path!r}; choose one of: {', '.join(list_presets())}")
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return preset_from_dict(data or {}, name=path.stem)
+
+
+def preset_to_dict(preset: Preset) -> dict:
+    """Plain-data form of a preset (for embedding in checkpoints and meta.json)."""
+    return OmegaConf.to_container(OmegaConf.structured(preset), resolve=True)
+
+
+def resolve_path(path: str) -> str:
+    """Resolve a path from a preset: absolute, or relative to the repository root."""
+    if not path or os.path.isabs(path):
+        return path
+    return str(CONFIG_DIR.parent / path)
+
+
+def _replace(obj, **changes):
+    from dataclasses import replace
+
+    return replace(obj, **changes)

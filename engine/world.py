@@ -1,0 +1,52 @@
+"""The session API: what the app (and the data recorder) sees of any world, neural or real.
+
+A world starts from a start image (worlds with their own start state, such as the ViZDoom world,
+may ignore it) and then advances one block at a time: `step` takes the actions for exactly
+`actions_needed` video frames and returns that many decoded frames as uint8 [T, H, W, 3].
+For a Matrix-Game-style model with 3 latent frames per block this is 9 frames for block 0 and
+12 for every later block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+import numpy as np
+
+from engine.actions import ActionBlock
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    name: str  # preset name
+    mode: str  # action space: universal | gta_drive | templerun
+    height: int
+    width: int
+    fps: int
+    keyboard_dim: int
+    has_mouse: bool
+
+
+class World(Protocol):
+    spec: WorldSpec
+
+    @property
+    def actions_needed(self) -> int:
+        """Video frames (and actions) the next `step` consumes and returns."""
+        ...
+
+    @property
+    def block_index(self) -> int:
+        """Blocks generated since `start`."""
+        ...
+
+    def start(self, image: Optional[np.ndarray], seed: int = 0) -> None:
+        """Begin a session. image: uint8 [H, W, 3] at the spec's size (see engine.conditioning)."""
+        ...
+
+    def step(self, actions: ActionBlock) -> np.ndarray:
+        """Advance one block. Returns uint8 [T, H, W, 3] with T == len(actions) == actions_needed."""
+        ...
+
+    def close(self) -> None: ...
