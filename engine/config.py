@@ -104,7 +104,7 @@ class Preset:
     mode: str = "universal"  # action space: universal | gta_drive | templerun
     height: int = 352  # video frame size in pixels
     width: int = 640
-    fps: int = 12
+    fps: float = 12.0
     model: ModelConfig = field(default_factory=ModelConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)

@@ -23,7 +23,7 @@ class WorldSpec:
     mode: str  # action space: universal | gta_drive | templerun
     height: int
     width: int
-    fps: int
+    fps: float
     keyboard_dim: int
     has_mouse: bool
 
