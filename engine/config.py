@@ -90,10 +90,31 @@ class VAEConfig:
 
 @dataclass(frozen=True)
 class ImageEncoderConfig:
-    """CLIP vision tower for the cross-attention context. kind: "clip-vit-h-14" or "none"."""
+    """CLIP vision tower for the cross-attention context. kind: "clip" or "none".
+
+    Defaults are ViT-H/14 as used by Matrix-Game 2.0 (tokens after `use_layers` of `layers` blocks);
+    tiny presets shrink width/layers for tests.
+    """
 
     kind: str = "none"
     checkpoint: str = ""
+    image_size: int = 224
+    patch_size: int = 14
+    width: int = 1280
+    layers: int = 32
+    heads: int = 16
+    mlp_ratio: float = 4.0
+    use_layers: int = 31
+
+
+@dataclass(frozen=True)
+class GameConfig:
+    """A real game as a world (world: vizdoom): which WAD and maps, and game tics per video frame."""
+
+    wad: str = "freedoom2.wad"
+    maps: tuple[str, ...] = ("MAP01",)
+    tics_per_frame: int = 2  # Doom runs 35 tics/s: 2 tics per frame = 17.5 fps
+    episode_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,7 @@ class Preset:
     """Everything needed to build and run one world model."""
 
     name: str = ""
+    world: str = "model"  # "model" (a neural world model) or "vizdoom" (the real game)
     mode: str = "universal"  # action space: universal | gta_drive | templerun
     height: int = 352  # video frame size in pixels
     width: int = 640
@@ -111,6 +133,7 @@ class Preset:
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     checkpoint: str = ""  # default world-model weights; empty = random weights
     start_images: tuple[str, ...] = ()  # default start images, relative to the repo root
+    game: GameConfig = field(default_factory=GameConfig)
 
 
 def list_presets() -> list[str]:
