@@ -33,7 +33,9 @@ class ActionBlock:
         if self.mouse is not None:
             self.mouse = np.asarray(self.mouse, dtype=np.float32)
             if self.mouse.shape != (len(self.keyboard), 2):
-                raise ValueError(f"mouse actions must be [T, 2] with T={len(self.keyboard)}, got {self.mouse.shape}")
+                raise ValueError(
+                    f"mouse actions must be [T, 2] with T={len(self.keyboard)}, got {self.mouse.shape}"
+                )
 
     def __len__(self) -> int:
         return len(self.keyboard)
@@ -41,7 +43,9 @@ class ActionBlock:
     def check(self, keyboard_dim: int, has_mouse: bool, frames: Optional[int] = None) -> None:
         """Raise ValueError unless this block fits a world with `keyboard_dim` keys and (no) mouse."""
         if self.keyboard.shape[1] != keyboard_dim:
-            raise ValueError(f"expected {keyboard_dim} keyboard values per frame, got {self.keyboard.shape[1]}")
+            raise ValueError(
+                f"expected {keyboard_dim} keyboard values per frame, got {self.keyboard.shape[1]}"
+            )
         if has_mouse and self.mouse is None:
             raise ValueError("this world needs mouse actions [pitch, yaw] per frame")
         if not has_mouse and self.mouse is not None:
@@ -86,7 +90,12 @@ def window_indices(start_frame: int, num_frames: int, temporal: int = 4, windows
 
 
 def gather_windows(
-    actions: torch.Tensor, first_index: int, start_frame: int, num_frames: int, temporal: int = 4, windows: int = 3
+    actions: torch.Tensor,
+    first_index: int,
+    start_frame: int,
+    num_frames: int,
+    temporal: int = 4,
+    windows: int = 3,
 ) -> torch.Tensor:
     """Action windows for latent frames [start_frame, start_frame + num_frames).
 
@@ -96,8 +105,8 @@ def gather_windows(
     idx = window_indices(start_frame, num_frames, temporal, windows) - first_index  # [F, 12]
     if idx.min() < 0 or idx.max() >= actions.shape[1]:
         raise ValueError(
-            f"action history covers frames [{first_index}, {first_index + actions.shape[1]}) but latent frames "
-            f"[{start_frame}, {start_frame + num_frames}) need [{int(idx.min()) + first_index}, "
+            f"action history covers frames [{first_index}, {first_index + actions.shape[1]}) but latent "
+            f"frames [{start_frame}, {start_frame + num_frames}) need [{int(idx.min()) + first_index}, "
             f"{int(idx.max()) + first_index}]"
         )
     return actions[:, idx]  # [B, F, 12, C]

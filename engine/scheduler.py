@@ -99,7 +99,9 @@ def training_weights(shift: float = 5.0, num_steps: int = NUM_TRAIN_TIMESTEPS) -
     return y * num_steps / y.sum()
 
 
-def training_weight(t: torch.Tensor, shift: float = 5.0, num_steps: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
+def training_weight(
+    t: torch.Tensor, shift: float = 5.0, num_steps: int = NUM_TRAIN_TIMESTEPS
+) -> torch.Tensor:
     """Loss weight of each timestep in t (nearest table entry), float32, same shape as t."""
     table = make_timesteps(shift, num_steps).to(t.device)
     idx = (t.double().unsqueeze(-1) - table).abs().argmin(-1)
@@ -107,7 +109,9 @@ def training_weight(t: torch.Tensor, shift: float = 5.0, num_steps: int = NUM_TR
 
 
 def sample_train_timesteps(
-    shape: Sequence[int], shift: float = 5.0, generator: Optional[torch.Generator] = None,
+    shape: Sequence[int],
+    shift: float = 5.0,
+    generator: Optional[torch.Generator] = None,
     num_steps: int = NUM_TRAIN_TIMESTEPS,
 ) -> torch.Tensor:
     """Timesteps drawn uniformly from the shifted training table, float32 of `shape` (e.g. [B, F])."""
@@ -122,7 +126,10 @@ VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t [B,F,C
 
 
 def sample_x0_renoise(
-    velocity: VelocityFn, noise: torch.Tensor, timesteps: torch.Tensor, generator: Optional[torch.Generator] = None
+    velocity: VelocityFn,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
     """Distilled few-step loop: predict x0, then re-noise it with fresh noise to the next timestep.
 
@@ -135,7 +142,8 @@ def sample_x0_renoise(
         tt = torch.full((b, f), t, dtype=torch.float32, device=noise.device)
         x0 = x0_from_velocity(x, velocity(x, tt), tt)
         if i + 1 < len(timesteps):
-            fresh = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=torch.float32).to(x0.dtype)
+            # drawn on the CPU so a seed gives the same noise on every device
+            fresh = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0.device, x0.dtype)
             x = add_noise(x0, fresh, torch.full_like(tt, float(timesteps[i + 1])))
     return x0
 
@@ -145,7 +153,7 @@ def sample_euler(velocity: VelocityFn, noise: torch.Tensor, timesteps: torch.Ten
     x = noise
     b, f = noise.shape[:2]
     ts = timesteps.tolist() + [0.0]
-    for t, t_next in zip(ts[:-1], ts[1:]):
+    for t, t_next in zip(ts[:-1], ts[1:], strict=True):
         tt = torch.full((b, f), t, dtype=torch.float32, device=noise.device)
         v = velocity(x, tt)
         x = (x.double() + v.double() * ((t_next - t) / NUM_TRAIN_TIMESTEPS)).to(x.dtype)

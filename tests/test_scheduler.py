@@ -5,7 +5,9 @@ from engine import scheduler as S
 
 
 def test_warped_timesteps_match_official():
-    assert torch.allclose(S.warp_timesteps([1000, 666, 333]), torch.tensor([1000.0, 908.84, 713.98]), atol=0.01)
+    assert torch.allclose(
+        S.warp_timesteps([1000, 666, 333]), torch.tensor([1000.0, 908.84, 713.98]), atol=0.01
+    )
     assert torch.allclose(
         S.warp_timesteps([1000, 750, 500, 250]), torch.tensor([1000.0, 937.5, 833.33, 625.0]), atol=0.01
     )

@@ -1,0 +1,275 @@
+"""Streaming world-model session: start from an image, then step one block of actions at a time.
+
+This is the engine object the app drives (it implements `engine.world.World`). Per block, exactly as
+the Matrix-Game 2.0 streaming pipeline:
+  1. fresh Gaussian noise for the block's latent frames (drawn on the CPU from the session seed);
+  2. N denoising passes at the sampler's timesteps through the KV-cached model (`x0_renoise`: predict
+     x0, re-noise to the next timestep; or `euler`), all writing the same cache slots;
+  3. one context pass on the clean x0 at `context_noise`, which leaves the clean block in the caches;
+  4. streaming VAE decode of the block's latents (9 video frames for block 0, 12 later).
+Actions arrive per video frame; latent frame f sees frames [4f - 12, 4f) (`engine.actions`). Only the
+last few blocks of actions are kept, so memory is flat however long a session runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from engine.actions import ActionBlock, block_video_frames, gather_windows
+from engine.config import Preset, load_preset, resolve_path
+from engine.scheduler import add_noise, sampling_timesteps, x0_from_velocity
+from engine.vae.protocol import VideoVAE
+from engine.world import WorldSpec
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+HISTORY_FRAMES = 24  # video frames of actions kept: the next block's windows reach 12 frames back
+
+
+def parse_dtype(name: Union[str, torch.dtype]) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose one of: {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def uint8_to_pixels(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] -> float32 [1, 3, H, W] in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+
+
+def pixels_to_uint8(video: torch.Tensor) -> np.ndarray:
+    """float [1, T, 3, H, W] in [-1, 1] -> uint8 [T, H, W, 3]."""
+    v = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return v.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def first_frame_mask(
+    start_frame: int, num_frames: int, like: torch.Tensor, channels: int = 4
+) -> torch.Tensor:
+    """Conditioning mask [B, F, channels, h, w]: ones at latent frame 0 (the start image), zeros elsewhere."""
+    b, _, _, h, w = like.shape
+    mask = torch.zeros(b, num_frames, channels, h, w, dtype=like.dtype, device=like.device)
+    if start_frame == 0:
+        mask[:, 0] = 1
+    return mask
+
+
+class WorldModelSession:
+    """A neural world (CausalWanModel + VideoVAE [+ CLIP]) behind the World API."""
+
+    def __init__(
+        self,
+        preset: Preset,
+        model: torch.nn.Module,
+        vae: VideoVAE,
+        image_encoder: Optional[torch.nn.Module] = None,
+        device: Union[str, torch.device] = "cpu",
+        dtype: Union[str, torch.dtype] = "bf16",
+        checkpoint: str = "",
+    ):
+        cfg = preset.model
+        act = cfg.action
+        self.preset, self.checkpoint = preset, checkpoint
+        self.device, self.dtype = torch.device(device), parse_dtype(dtype)
+        self.model = model.to(self.device, self.dtype).eval()
+        self.vae = vae.to(self.device, self.dtype).eval()
+        self.image_encoder = (
+            None if image_encoder is None else image_encoder.to(self.device, self.dtype).eval()
+        )
+        if cfg.image_context_dim is not None and self.image_encoder is None:
+            raise ValueError(f"preset {preset.name} has an image-context branch but no image encoder")
+        keyboard_dim = act.keyboard_dim_in if act is not None and act.enable_keyboard else 0
+        has_mouse = bool(act is not None and act.enable_mouse)
+        self.spec = WorldSpec(
+            preset.name, preset.mode, preset.height, preset.width, preset.fps, keyboard_dim, has_mouse
+        )
+        self.frames_per_block = cfg.num_frame_per_block
+        self.temporal = vae.temporal
+        self.latent_hw = (preset.height // vae.spatial, preset.width // vae.spatial)
+        self.timesteps = sampling_timesteps(
+            preset.sampler.denoising_step_list,
+            preset.sampler.warp_denoising_step,
+            preset.sampler.timestep_shift,
+        )
+        if preset.sampler.kind not in ("x0_renoise", "euler"):
+            raise ValueError(
+                f"unknown sampler kind {preset.sampler.kind!r}; expected 'x0_renoise' or 'euler'"
+            )
+        self._block = -1  # not started
+
+    # --- World API ---------------------------------------------------------------------------------
+
+    @property
+    def block_index(self) -> int:
+        return max(self._block, 0)
+
+    @property
+    def actions_needed(self) -> int:
+        return block_video_frames(self.block_index, self.frames_per_block, self.temporal)
+
+    @torch.no_grad()
+    def start(self, image: Optional[np.ndarray], seed: int = 0) -> None:
+        """Begin a session from a start image uint8 [H, W, 3] at the preset's size."""
+        shape = (self.spec.height, self.spec.width, 3)
+        if image is None or image.shape != shape or image.dtype != np.uint8:
+            got = None if image is None else (image.shape, image.dtype)
+            raise ValueError(
+                f"start image must be uint8 {shape} (see engine.conditioning.load_image), got {got}"
+            )
+        pixels = uint8_to_pixels(image).to(self.device, self.dtype)  # [1, 3, H, W]
+        cfg = self.preset.model
+        self._cond_stream = self.vae.condition_stream(pixels) if cfg.in_dim > cfg.out_dim else None
+        self._context = None if self.image_encoder is None else self.image_encoder.encode(pixels)
+        h, w = self.latent_hw
+        self._cache = self.model.new_cache(1, h, w, self.device, self.dtype)
+        self._vae_cache: Any = self.vae.new_decode_cache()
+        self._gen = torch.Generator().manual_seed(int(seed))
+        self._keyboard = torch.zeros(0, max(self.spec.keyboard_dim, 1))
+        self._mouse = torch.zeros(0, 2)
+        self._first_index = 0  # absolute video frame of _keyboard[0]
+        self._block = 0
+
+    @torch.no_grad()
+    def step(self, actions: ActionBlock) -> np.ndarray:
+        """Generate the next block from per-video-frame actions; returns uint8 [T, H, W, 3]."""
+        if self._block < 0:
+            raise RuntimeError("call start() before step()")
+        actions.check(self.spec.keyboard_dim, self.spec.has_mouse, frames=self.actions_needed)
+        start = self._block * self.frames_per_block
+        mouse_w, keyboard_w = self._action_windows(actions, start)
+        cond = self._condition(start)
+        velocity = self._velocity_fn(cond, mouse_w, keyboard_w, start)
+        x0 = self._denoise(velocity, start)
+        context_t = torch.full(x0.shape[:2], float(self.preset.sampler.context_noise), device=self.device)
+        velocity(x0, context_t)  # context pass: leaves the clean block in the KV caches
+        video, self._vae_cache = self.vae.decode_stream(x0, self._vae_cache)
+        self._block += 1
+        return pixels_to_uint8(video)
+
+    def close(self) -> None:
+        self._cache = self._vae_cache = self._cond_stream = None
+        self._block = -1
+
+    # --- batch mode --------------------------------------------------------------------------------
+
+    def generate(self, image: np.ndarray, actions: ActionBlock, seed: int = 0) -> np.ndarray:
+        """Run a whole action sequence: uint8 [T, H, W, 3] with T = len(actions).
+
+        The last block is padded by repeating the last action and the surplus frames are dropped.
+        """
+        self.start(image, seed)
+        frames, used = [], 0
+        while used < len(actions):
+            n = self.actions_needed
+            block = actions.slice(used, used + n)
+            if len(block) < n:
+                pad = block.slice(len(block) - 1, len(block))
+                block = ActionBlock.concat([block] + [pad] * (n - len(block)))
+            frames.append(self.step(block))
+            used += n
+        return np.concatenate(frames)[: len(actions)]
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _action_windows(self, actions: ActionBlock, start: int):
+        """Append the block's actions to the history; windows [1, F, 12, C] for latents start..start+F-1."""
+        kb = torch.from_numpy(actions.keyboard) if self.spec.keyboard_dim else torch.zeros(len(actions), 1)
+        self._keyboard = torch.cat([self._keyboard, kb])
+        if self.spec.has_mouse:
+            self._mouse = torch.cat([self._mouse, torch.from_numpy(actions.mouse)])
+        drop = max(0, len(self._keyboard) - HISTORY_FRAMES)
+        if drop:
+            self._keyboard, self._first_index = self._keyboard[drop:], self._first_index + drop
+            if self.spec.has_mouse:
+                self._mouse = self._mouse[drop:]
+        f = self.frames_per_block
+
+        def windows(hist: torch.Tensor) -> torch.Tensor:
+            return gather_windows(hist[None], self._first_index, start, f).to(self.device, self.dtype)
+
+        keyboard_w = windows(self._keyboard) if self.spec.keyboard_dim else None
+        mouse_w = windows(self._mouse) if self.spec.has_mouse else None
+        return mouse_w, keyboard_w
+
+    def _condition(self, start: int) -> Optional[torch.Tensor]:
+        """cond_concat for the block: [1, F, 4 + C, h, w] = [mask, image latents], or None."""
+        if self._cond_stream is None:
+            return None
+        latents = self._cond_stream.next(self.frames_per_block).to(self.device, self.dtype)
+        return torch.cat([first_frame_mask(start, latents.shape[1], latents), latents], dim=2)
+
+    def _velocity_fn(self, cond, mouse_w, keyboard_w, start: int):
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.model(
+                x,
+                cond,
+                t.to(self.device),
+                self._context,
+                mouse_w,
+                keyboard_w,
+                cache=self._cache,
+                start_frame=start,
+            )
+
+        return velocity
+
+    def _denoise(self, velocity, start: int) -> torch.Tensor:
+        """Fresh noise -> clean latents [1, F, C, h, w] in the run dtype."""
+        h, w = self.latent_hw
+        shape = (1, self.frames_per_block, self.preset.model.out_dim, h, w)
+        x = torch.randn(shape, generator=self._gen).to(self.device, self.dtype)
+        ts = self.timesteps.tolist()
+        for i, t in enumerate(ts):
+            tt = torch.full(shape[:2], t, device=self.device)
+            v = velocity(x, tt)
+            if self.preset.sampler.kind == "euler":
+                t_next = ts[i + 1] if i + 1 < len(ts) else 0.0
+                x = (x.double() + v.double() * ((t_next - t) / 1000.0)).to(self.dtype)
+                continue
+            x0 = x0_from_velocity(x, v, tt)
+            if i + 1 < len(ts):
+                fresh = torch.randn(shape, generator=self._gen).to(self.device, self.dtype)
+                x = add_noise(x0, fresh, torch.full_like(tt, ts[i + 1]))
+            else:
+                x = x0
+        return x
+
+
+def load_session(
+    preset: Union[str, Preset],
+    checkpoint: Optional[str] = None,
+    device: str = "cpu",
+    dtype: str = "bf16",
+    vae_checkpoint: Optional[str] = None,
+    image_encoder_checkpoint: Optional[str] = None,
+):
+    """Build the world a preset describes: a WorldModelSession, or the real game for `world: vizdoom`.
+
+    checkpoint: world-model weights (official Matrix-Game 2.0 `.safetensors` or ours); default the
+    preset's `checkpoint`; random weights when both are empty (useful for tests and benchmarks).
+    """
+    if isinstance(preset, str):
+        preset = load_preset(preset)
+    if preset.world == "vizdoom":
+        from engine.data.vizdoom_world import VizDoomWorld
+
+        return VizDoomWorld(preset)
+    if preset.world != "model":
+        raise ValueError(
+            f"preset {preset.name}: unknown world {preset.world!r}; expected 'model' or 'vizdoom'"
+        )
+    from engine.checkpoint import load_weights_into
+    from engine.model.causal_wan import CausalWanModel
+    from engine.vae.factory import build_image_encoder, build_vae
+
+    path = resolve_path(checkpoint or preset.checkpoint)
+    model = CausalWanModel(preset.model)
+    if path:
+        load_weights_into(model, path, preset.model)
+    vae = build_vae(preset.vae, vae_checkpoint)
+    encoder = build_image_encoder(preset.image_encoder, image_encoder_checkpoint)
+    return WorldModelSession(preset, model, vae, encoder, device=device, dtype=dtype, checkpoint=path)
