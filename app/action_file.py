@@ -1,0 +1,81 @@
+"""Action files: JSON Lines, one object per video frame, in the model's action space.
+
+    {"keyboard": [K numbers], "mouse": [pitch, yaw]}
+
+`mouse` is absent for worlds without mouse input. Extra fields (raw key names, frame numbers,
+timestamps) are allowed and ignored. worldplayer writes the same format (see `app.recorder`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Optional
+
+import numpy as np
+
+from engine.actions import ActionBlock
+
+
+def load_action_file(path: str, keyboard_dim: int, has_mouse: bool) -> ActionBlock:
+    """Read every line of an action file; ValueError naming the file and line number on bad input."""
+    try:
+        with open(path) as f:
+            lines = f.readlines()
+    except OSError as e:
+        raise ValueError(f"cannot read action file {path}: {e.strerror}") from None
+    keyboard, mouse = [], []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {n}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        keyboard.append(_numbers(obj.get("keyboard"), keyboard_dim, "keyboard", where))
+        if has_mouse:
+            if "mouse" not in obj:
+                raise ValueError(f'{where}: missing "mouse": [pitch, yaw] (this world has mouse input)')
+            mouse.append(_numbers(obj["mouse"], 2, "mouse", where))
+        elif obj.get("mouse") is not None:
+            raise ValueError(f'{where}: this world has no mouse input; drop "mouse"')
+    if not keyboard:
+        raise ValueError(f"action file {path} has no actions")
+    return ActionBlock(np.array(keyboard, np.float32), np.array(mouse, np.float32) if has_mouse else None)
+
+
+def _numbers(value, n: int, key: str, where: str) -> list[float]:
+    if value is None:
+        raise ValueError(f'{where}: missing "{key}" (expected a list of {n} numbers)')
+    if not isinstance(value, list) or len(value) != n:
+        raise ValueError(f'{where}: "{key}" must be a list of {n} numbers, got {json.dumps(value)[:60]}')
+    out = []
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f'{where}: "{key}" must hold finite numbers, got {json.dumps(value)[:60]}')
+        out.append(float(v))
+    return out
+
+
+def fit_actions(actions: ActionBlock, frames: int, loop: bool, source: str = "actions") -> ActionBlock:
+    """Exactly `frames` rows: a shorter sequence is an error unless `loop` (then it repeats)."""
+    if len(actions) >= frames:
+        return actions.slice(0, frames)
+    if not loop:
+        raise ValueError(
+            f"{source} has {len(actions)} frames of actions but --frames is {frames}; "
+            "pass --loop-actions to repeat them"
+        )
+    reps = -(-frames // len(actions))
+    mouse = None if actions.mouse is None else np.tile(actions.mouse, (reps, 1))[:frames]
+    return ActionBlock(np.tile(actions.keyboard, (reps, 1))[:frames], mouse)
+
+
+def block_slice(actions: ActionBlock, start: int, count: int) -> ActionBlock:
+    """Rows [start, start + count); rows past the end repeat the last row (surplus frames get dropped)."""
+    idx = np.minimum(np.arange(start, start + count), len(actions) - 1)
+    mouse: Optional[np.ndarray] = None if actions.mouse is None else actions.mouse[idx]
+    return ActionBlock(actions.keyboard[idx], mouse)

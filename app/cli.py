@@ -1,0 +1,223 @@
+"""Command line: parse, validate, hand off to the window, headless runner or replay.
+
+Every user error (unknown preset, missing image, bad action line, no display, ...) ends as one line on
+stderr and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import Optional
+
+from app.action_file import fit_actions, load_action_file
+from app.bench_actions import bench_actions
+from app.errors import NoDisplayError
+from app.worlds import StartImages, build_world, checkpoint_path, file_sha256
+from engine.actions import ActionBlock
+from engine.config import Preset, list_presets, load_preset, preset_to_dict
+
+log = logging.getLogger("worldplayer")
+DEFAULT_PRESET = "doom"
+DEFAULT_BENCH_FRAMES = 120
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="worldplayer", description="Play a neural world model live, headless, or replay."
+    )
+    p.add_argument(
+        "--preset", default=DEFAULT_PRESET, help=f"preset name in configs/ (default {DEFAULT_PRESET})"
+    )
+    p.add_argument("--checkpoint", help="world-model weights (safetensors); default: the preset's")
+    p.add_argument("--image", help="start image PATH, or var:MAP07 to dream one (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fps", type=float, help="display frame rate (default: the preset's)")
+    p.add_argument("--scale", type=float, default=0, help="window scale factor (default: about 960 px wide)")
+    p.add_argument("--fullscreen", action="store_true")
+    p.add_argument("--record", metavar="DIR", help="record the session into DIR from the first frame")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    p.add_argument("--list-presets", action="store_true", help="list presets and exit")
+    p.add_argument("--headless", action="store_true", help="no window: generate from --actions into --out")
+    p.add_argument(
+        "--actions", metavar="FILE|bench:NAME", help="action file (JSONL) or bench:random, bench:forward, ..."
+    )
+    p.add_argument(
+        "--frames", type=int, help="video frames to generate headless (default: the action file's length)"
+    )
+    p.add_argument("--out", metavar="DIR", help="output folder for --headless and --replay")
+    p.add_argument("--loop-actions", action="store_true", help="repeat an action file shorter than --frames")
+    p.add_argument("--replay", metavar="DIR", help="regenerate a recording headless into --out and verify it")
+    p.add_argument("--compare", action="store_true", help="real ViZDoom world and the dream side by side")
+    p.add_argument(
+        "--compare-preset", default="vizdoom", help="the real world for --compare (default vizdoom)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def session_meta(preset: Preset, checkpoint: Optional[str], device: str, dtype: str) -> dict:
+    """The parts of meta.json that describe the world (seed and start image are added per session)."""
+    ckpt = checkpoint_path(preset, checkpoint) if preset.world != "vizdoom" else ""
+    return {
+        "preset": preset.name,
+        "preset_config": preset_to_dict(preset),
+        "world": preset.world,
+        "checkpoint": ckpt or None,
+        "checkpoint_arg": checkpoint,
+        "checkpoint_sha256": file_sha256(ckpt),
+        "device": device,
+        "dtype": dtype,
+    }
+
+
+def action_dims(preset: Preset) -> tuple[int, bool]:
+    """(keyboard_dim, has_mouse) of a preset's world, known before the world is built."""
+    if preset.world == "vizdoom":
+        return 4, True
+    act = preset.model.action
+    if act is None:
+        return 0, False
+    return (act.keyboard_dim_in if act.enable_keyboard else 0), bool(act.enable_mouse)
+
+
+def scripted_actions(args, preset: Preset) -> tuple[ActionBlock, int]:
+    """The headless actions (exactly --frames rows) and the frame count."""
+    keyboard_dim, has_mouse = action_dims(preset)
+    spec = args.actions or "bench:random"
+    if spec.startswith("bench:"):
+        frames = args.frames or DEFAULT_BENCH_FRAMES
+        return bench_actions(spec[6:], preset.mode, frames, keyboard_dim, has_mouse, args.seed), frames
+    actions = load_action_file(spec, keyboard_dim, has_mouse)
+    frames = args.frames or len(actions)
+    return fit_actions(actions, frames, args.loop_actions, spec), frames
+
+
+def validate(args, parser: argparse.ArgumentParser) -> None:
+    if args.frames is not None and args.frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    if args.fps is not None and args.fps <= 0:
+        raise ValueError(f"--fps must be > 0, got {args.fps}")
+    if (args.headless or args.replay) and not args.out:
+        raise ValueError("--headless and --replay need --out DIR")
+    if args.actions and not args.actions.startswith("bench:") and not os.path.isfile(args.actions):
+        raise ValueError(f"action file not found: {args.actions}")
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        raise ValueError(f"checkpoint not found: {args.checkpoint}")
+    if args.replay and not os.path.isdir(args.replay):
+        raise ValueError(f"recording folder not found: {args.replay}")
+
+
+def run(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_presets:
+        for name in list_presets():
+            print(name)
+        return 0
+    validate(args, parser)
+    device = args.device or default_device()
+    if args.replay:
+        return _replay(args, device)
+    preset = load_preset(args.preset)
+    if args.compare:
+        from app.compare import compare_world
+
+        world_factory = lambda: compare_world(
+            preset, load_preset(args.compare_preset), args.checkpoint, device, args.dtype
+        )
+    else:
+        world_factory = lambda: build_world(preset, args.checkpoint, device, args.dtype)
+    images = StartImages(preset, args.image, args.seed)
+    meta = session_meta(preset, args.checkpoint, device, args.dtype)
+    if args.headless:
+        actions, frames = scripted_actions(args, preset)
+        label, image = images.current()
+        world = world_factory()
+        try:
+            from app.headless import run_headless
+
+            meta.update(start_image=label, actions=args.actions or "bench:random")
+            metrics = run_headless(
+                world, image, actions, frames, args.out, args.seed, meta, progress=not args.quiet
+            )[0]
+        finally:
+            world.close()
+        print(
+            f"worldplayer: wrote {metrics['frames']} frames to {args.out} "
+            f"({metrics['generation_fps']:.1f} frames/s generated, peak RSS {metrics['peak_rss_mb']:.0f} MB)"
+        )
+        return 0
+    from app.window import AppOptions, check_display
+
+    check_display()
+    world = world_factory()
+    try:
+        from app.window import App
+
+        options = AppOptions(
+            fps=args.fps or world.spec.fps,
+            scale=args.scale,
+            fullscreen=args.fullscreen,
+            record_dir=args.record,
+        )
+        app = App(world, preset, images, args.seed, options, meta)
+        code = app.run()
+        s = app.summary()
+        print(
+            f"worldplayer: {s['frames_shown']} frames shown, generation {s['generation_fps']} frames/s, "
+            f"latency {s['latency_ms_mean']} ms (mean), first frame {s['first_frame_s']} s, "
+            f"{s['stall_events']} stalls"
+        )
+        return code
+    finally:
+        world.close()
+
+
+def _replay(args, device: str) -> int:
+    from app.replay import replay_recording
+
+    result = replay_recording(
+        args.replay, args.out, device if args.device else None, args.dtype, progress=not args.quiet
+    )
+    if not result.compared:
+        print(
+            f"worldplayer: replayed {result.frames} frames into {args.out} "
+            "(the recording has no frame hashes)"
+        )
+        return 0
+    print(
+        f"worldplayer: replayed {result.frames} frames into {args.out}; "
+        f"{result.matched}/{result.compared} blocks identical to the recording"
+    )
+    return 0 if result.identical else 1
+
+
+def _on_sigterm(signum, frame):  # finalise recordings on `kill`
+    raise KeyboardInterrupt
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of `python main.py` and the `worldplayer` console script."""
+    logging.basicConfig(level=logging.INFO, format="worldplayer: %(message)s")
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return run(argv)
+    except KeyboardInterrupt:
+        print("worldplayer: interrupted; recording (if any) finalised", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, NoDisplayError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"worldplayer: error: {message}", file=sys.stderr)
+        return 2

@@ -1,0 +1,177 @@
+"""The generation thread: owns the world session and keeps the frame queue fed.
+
+Policy: the thread starts the next block as soon as the queue holds fewer than one block of frames
+(`world.actions_needed`), sampling the input state *at that moment* for every frame of the block. The
+displayed input-to-display latency is therefore about one block: the time to generate it plus the
+frames still queued ahead of it (fewer than one block). Deeper queues would smooth over slow blocks
+at the price of more latency; shallower ones would stall whenever a block is late.
+
+Everything that changes the session (restart, next start image, dream, recording on/off) is a command
+handled by this thread between blocks, so the world is only ever touched from here. An exception
+ends the thread; it is kept in `error` (with its traceback logged) for the display to show.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Callable, Optional
+
+import numpy as np
+
+from app.frame_queue import FrameQueue
+from app.input_state import InputState
+from app.recorder import Recorder
+from app.rollout import Rollout
+from app.worlds import StartImages
+from engine.world import World
+
+log = logging.getLogger("worldplayer")
+
+
+class GenerationThread(threading.Thread):
+    def __init__(
+        self,
+        world: World,
+        input_state: InputState,
+        frames: FrameQueue,
+        images: StartImages,
+        seed: int = 0,
+        recorder_factory: Optional[Callable[[Rollout, str], Recorder]] = None,
+    ):
+        super().__init__(name="generation", daemon=True)
+        self.world = world
+        self.input = input_state
+        self.frames = frames
+        self.images = images
+        self.seed = seed
+        self.recorder_factory = recorder_factory
+        self.rollout: Optional[Rollout] = None
+        self.start_label = ""
+        self.session = 0
+        self.paused = threading.Event()
+        self.stop_event = threading.Event()
+        self.error: Optional[BaseException] = None
+        self.error_text = ""
+        self.notice = ""  # last non-fatal message (e.g. "no start-scene generator")
+        self.block_ms: deque[float] = deque(maxlen=20)
+        self.blocks_done = 0
+        self.frames_done = 0
+        self.gen_seconds = 0.0
+        self.dream_ms: Optional[float] = None
+        self.recording_dir: Optional[str] = None
+        self._commands: queue.Queue = queue.Queue()
+        self._inputs_seen: list = []  # InputSamples, kept only when `keep_inputs` (tests)
+        self.keep_inputs = False
+
+    # --- commands (any thread) ---
+    def request(self, command: str, *args) -> None:
+        """restart | next_image | dream | record_start | record_stop."""
+        self._commands.put((command, args))
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    @property
+    def recording(self) -> bool:
+        return self.rollout is not None and self.rollout.recorder is not None
+
+    @property
+    def generation_fps(self) -> float:
+        return self.frames_done / self.gen_seconds if self.gen_seconds > 0 else 0.0
+
+    # --- the thread ---
+    def run(self) -> None:
+        try:
+            self._restart()
+            while not self.stop_event.is_set():
+                self._handle_commands()
+                if self.paused.is_set():
+                    time.sleep(0.02)
+                    continue
+                needed = self.rollout.actions_needed
+                if not self.frames.wait_below(needed, 0.02):
+                    continue
+                self._generate_block(needed)
+        except BaseException as e:  # noqa: B036 - any failure must reach the display and the log
+            self.error = e
+            self.error_text = f"{type(e).__name__}: {e}".splitlines()[0]
+            log.error("generation thread failed:\n%s", traceback.format_exc())
+        finally:
+            self.stop_event.set()
+
+    def _generate_block(self, needed: int) -> None:
+        input_time = time.perf_counter()
+        sample = self.input.take_block(needed)
+        if self.keep_inputs:
+            self._inputs_seen.append(sample)
+        frames = self.rollout.step(sample.actions, keys=sample.keys)
+        dt = time.perf_counter() - input_time
+        self.block_ms.append(dt * 1000.0)
+        self.gen_seconds += dt
+        self.blocks_done += 1
+        self.frames_done += len(frames)
+        self.frames.put_block(frames, self.rollout.block_index - 1, input_time, self.session, self.stop_event)
+
+    def _handle_commands(self) -> None:
+        while True:
+            try:
+                command, args = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if command in ("restart", "next_image"):
+                self._restart(next_image=command == "next_image")
+            elif command == "dream":
+                self._dream()
+            elif command == "record_start":
+                self._record_start()
+            elif command == "record_stop":
+                self._record_stop()
+
+    def _restart(self, next_image: bool = False, image: Optional[np.ndarray] = None, label: str = "") -> None:
+        was_recording = self.recording
+        self._record_stop()
+        if image is None:
+            label, image = self.images.advance() if next_image else self.images.current()
+        self.session += 1
+        self.frames.clear()
+        self.rollout = Rollout(self.world, image, self.seed)
+        self.start_label = label
+        self.blocks_done = 0
+        if was_recording:
+            self._record_start()
+
+    def _dream(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            label, image = self.images.dream(self.seed + self.session)
+        except ValueError as e:
+            self.notice = str(e)
+            log.warning("%s", e)
+            return
+        self.dream_ms = (time.perf_counter() - t0) * 1000.0
+        self._restart(image=image, label=label)
+
+    def _record_start(self) -> None:
+        if self.recording or self.recorder_factory is None or self.rollout is None:
+            return
+        recorder = self.recorder_factory(self.rollout, self.start_label)
+        self.rollout.attach(recorder)
+        self.recording_dir = recorder.path
+        log.info("recording to %s", recorder.path)
+
+    def _record_stop(self) -> None:
+        if self.rollout is not None and self.rollout.recorder is not None:
+            rec = self.rollout.detach()
+            log.info("recording finalised: %s (%d frames)", rec.path, rec.frames_written)
+
+    def finalise(self) -> None:
+        """Close the recording, if any, from whatever state the thread ended in (call after join)."""
+        if self.rollout is not None and self.rollout.recorder is not None:
+            extra = {"error": self.error_text} if self.error is not None else None
+            rec = self.rollout.detach(extra)
+            log.info("recording finalised: %s (%d frames)", rec.path, rec.frames_written)

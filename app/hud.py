@@ -1,0 +1,100 @@
+"""The heads-up display: text drawn onto the window surface only, never into model frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pygame
+
+
+@dataclass
+class HudStats:
+    preset: str
+    mode: str
+    keys: list[str] = field(default_factory=list)
+    mouse: tuple[float, float] = (0.0, 0.0)  # last frame's [pitch, yaw]
+    sensitivity: float = 1.0
+    mouse_captured: bool = False
+    display_fps: float = 0.0
+    target_fps: float = 0.0
+    gen_fps: float = 0.0
+    block_ms: float = 0.0
+    latency_ms: Optional[float] = None
+    queue_depth: int = 0
+    queue_capacity: int = 0
+    block: int = 0
+    stalls: int = 0
+    stalled: bool = False
+    paused: bool = False
+    recording: bool = False
+    start_label: str = ""
+    dream_ms: Optional[float] = None
+    error: str = ""
+    notice: str = ""
+
+
+def hud_lines(s: HudStats) -> list[str]:
+    """The HUD's text, one entry per line."""
+    latency = "-" if s.latency_ms is None else f"{s.latency_ms:.0f} ms"
+    lines = [
+        f"{s.preset} [{s.mode}]  start: {s.start_label}",
+        f"keys: {' '.join(k.upper() for k in s.keys) or '-'}   mouse: ({s.mouse[0]:+.3f}, {s.mouse[1]:+.3f})"
+        f"  sens x{s.sensitivity:.2f}{'  [captured]' if s.mouse_captured else ''}",
+        f"display {s.display_fps:4.1f}/{s.target_fps:g} fps   gen {s.gen_fps:5.1f} fps"
+        f"   {s.block_ms:6.0f} ms/block",
+        f"latency {latency}   queue {s.queue_depth}/{s.queue_capacity}   block {s.block}   stalls {s.stalls}",
+    ]
+    if s.dream_ms is not None:
+        lines.append(f"dreamed start scene in {s.dream_ms:.0f} ms")
+    if s.notice:
+        lines.append(s.notice)
+    return lines
+
+
+def draw_hud(surface: pygame.Surface, font: pygame.font.Font, s: HudStats) -> None:
+    """Draw the HUD panel (top left), the status badges (top right) and the error bar (bottom)."""
+    lines = hud_lines(s)
+    pad, line_h = 6, font.get_linesize()
+    rendered = [font.render(text, True, (235, 235, 235)) for text in lines]
+    width = max(r.get_width() for r in rendered) + 2 * pad
+    panel = pygame.Surface((min(width, surface.get_width()), len(lines) * line_h + 2 * pad), pygame.SRCALPHA)
+    panel.fill((0, 0, 0, 150))
+    for i, r in enumerate(rendered):
+        panel.blit(r, (pad, pad + i * line_h))
+    surface.blit(panel, (0, 0))
+    draw_badges(surface, font, s)
+    if s.error:
+        draw_error(surface, font, s.error)
+
+
+def draw_badges(surface: pygame.Surface, font: pygame.font.Font, s: HudStats) -> None:
+    """REC / PAUSED / STALL markers in the top-right corner (shown even with the HUD off)."""
+    x = surface.get_width() - 6
+    for text, color, on in (
+        ("REC", (230, 40, 40), s.recording),
+        ("PAUSED", (240, 200, 40), s.paused),
+        ("STALL", (255, 140, 0), s.stalled and not s.paused),
+    ):
+        if not on:
+            continue
+        label = font.render(text, True, (255, 255, 255))
+        box = pygame.Rect(0, 0, label.get_width() + 12, label.get_height() + 4)
+        box.topright = (x, 6)
+        pygame.draw.rect(surface, color, box, border_radius=4)
+        surface.blit(label, (box.x + 6, box.y + 2))
+        x = box.x - 6
+
+
+def draw_error(surface: pygame.Surface, font: pygame.font.Font, message: str) -> None:
+    label = font.render(message[:160], True, (255, 255, 255))
+    bar = pygame.Rect(
+        0, surface.get_height() - label.get_height() - 8, surface.get_width(), label.get_height() + 8
+    )
+    pygame.draw.rect(surface, (150, 20, 20), bar)
+    surface.blit(label, (6, bar.y + 4))
+
+
+def draw_center(surface: pygame.Surface, font: pygame.font.Font, message: str) -> None:
+    label = font.render(message, True, (230, 230, 230))
+    surface.blit(label, label.get_rect(center=surface.get_rect().center))
