@@ -1,0 +1,51 @@
+"""Shared fixtures for the model tests: a tiny model with every branch switched on, and random inputs."""
+
+from __future__ import annotations
+
+import torch
+
+from engine.actions import gather_windows
+from engine.config import load_preset
+from engine.model.causal_wan import CausalWanModel
+
+
+def tiny_model(preset: str = "tiny", seed: int = 0) -> CausalWanModel:
+    """A tiny fp32 model whose zero-initialised projections are made random, so every branch matters."""
+    torch.manual_seed(seed)
+    model = CausalWanModel(load_preset(preset).model).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("proj_mouse.weight", "proj_keyboard.weight", "head.head.weight")):
+                p.normal_(0, 0.3)
+            if (
+                name.endswith("norm_q.weight")
+                or name.endswith("norm_k.weight")
+                or name.endswith("norm3.weight")
+            ):
+                p.uniform_(0.5, 1.5)
+    return model
+
+
+def tiny_inputs(model: CausalWanModel, batch: int, num_frames: int, seed: int = 1) -> dict:
+    """Random clean latents, cond, context and windowed actions for latent frames [0, num_frames)."""
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(seed)
+    h, w = 4, 8  # latent size of the tiny presets (32 x 64 pixels)
+    video = 1 + 4 * (num_frames - 1)
+    act = cfg.action
+    keys = (torch.rand(batch, video, act.keyboard_dim_in, generator=g) > 0.5).float()
+    mouse = torch.randn(batch, video, 2, generator=g) if act.enable_mouse else None
+    return dict(
+        clean=torch.randn(batch, num_frames, cfg.out_dim, h, w, generator=g),
+        cond=torch.randn(batch, num_frames, cfg.in_dim - cfg.out_dim, h, w, generator=g),
+        context=torch.randn(batch, 17, cfg.image_context_dim, generator=g),
+        keyboard=gather_windows(keys, 0, 0, num_frames),  # [B, F, 12, K]
+        mouse=None if mouse is None else gather_windows(mouse, 0, 0, num_frames),  # [B, F, 12, 2]
+        generator=g,
+        hw=(h, w),
+    )
+
+
+def frames(inp: dict, key: str, start: int, stop: int):
+    t = inp[key]
+    return None if t is None else t[:, start:stop]
