@@ -172,6 +172,6 @@ class GenerationThread(threading.Thread):
     def finalise(self) -> None:
         """Close the recording, if any, from whatever state the thread ended in (call after join)."""
         if self.rollout is not None and self.rollout.recorder is not None:
-            extra = {"error": self.error_text} if self.error is not None else None
+            extra = {"session_error": self.error_text} if self.error is not None else None
             rec = self.rollout.detach(extra)
             log.info("recording finalised: %s (%d frames)", rec.path, rec.frames_written)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import re
+import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -89,8 +91,12 @@ def start_image_choices(preset: Preset, image_arg: Optional[str]) -> list[StartI
     return choices
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def load_start_image(
-    choice: Optional[StartImage], preset: Preset, seed: int = 0, log: Callable[[str], None] = print
+    choice: Optional[StartImage], preset: Preset, seed: int = 0, log: Callable[[str], None] = _stderr
 ) -> tuple[StartImage, np.ndarray]:
     """Read (or dream) a start image at the preset's size; falls back to gray with a message."""
     h, w = preset.height, preset.width
@@ -149,7 +155,6 @@ def dream_start_image(preset: Preset, level: str, seed: int = 0) -> np.ndarray:
 
 def default_level(preset: Preset, choice: Optional[StartImage]) -> str:
     """Level class for dreaming: a `var:` label or a MAPxx in the image name, else the preset's map."""
-    import re
 
     if choice is not None:
         if choice.label.startswith("var:"):
@@ -168,7 +173,7 @@ class StartImages:
         preset: Preset,
         image_arg: Optional[str] = None,
         seed: int = 0,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] = _stderr,
     ):
         self.preset = preset
         self.seed = seed

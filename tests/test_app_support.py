@@ -16,8 +16,16 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 class FakeWorld:
     """Frames: the start image scrolled by the cumulative yaw, brightened by W, plus seeded noise."""
 
-    def __init__(self, height: int = 32, width: int = 48, fps: float = 12.0, fail_at_block: int = -1,
-                 mode: str = "universal", keyboard_dim: int = 4, has_mouse: bool = True):
+    def __init__(
+        self,
+        height: int = 32,
+        width: int = 48,
+        fps: float = 12.0,
+        fail_at_block: int = -1,
+        mode: str = "universal",
+        keyboard_dim: int = 4,
+        has_mouse: bool = True,
+    ):
         self.spec = WorldSpec("fake", mode, height, width, fps, keyboard_dim, has_mouse)
         self.fail_at_block = fail_at_block
         self.received: list[ActionBlock] = []
@@ -48,7 +56,9 @@ class FakeWorld:
             if actions.mouse is not None:
                 self._yaw += float(actions.mouse[i, 1])
             self._bright += float(actions.keyboard[i, 0])
-            img = np.roll(self._image.astype(np.int16), int(round(self._yaw * 20)), axis=1) + int(self._bright)
+            img = np.roll(self._image.astype(np.int16), int(round(self._yaw * 20)), axis=1) + int(
+                self._bright
+            )
             img = img + self._rng.integers(0, 4, img.shape)
             frames.append(np.clip(img, 0, 255).astype(np.uint8))
         self._block += 1
@@ -61,5 +71,11 @@ class FakeWorld:
 def gradient_image(height: int = 32, width: int = 48) -> np.ndarray:
     x = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
     y = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
-    return np.concatenate([np.broadcast_to(x, (height, width, 1)), np.broadcast_to(y, (height, width, 1)),
-                           np.full((height, width, 1), 90.0)], axis=2).astype(np.uint8)
+    return np.concatenate(
+        [
+            np.broadcast_to(x, (height, width, 1)),
+            np.broadcast_to(y, (height, width, 1)),
+            np.full((height, width, 1), 90.0),
+        ],
+        axis=2,
+    ).astype(np.uint8)

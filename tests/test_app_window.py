@@ -1,0 +1,168 @@
+"""The live window under SDL's dummy video driver, driven by synthetic key and mouse events."""
+
+import json
+import logging
+import os
+
+import imageio_ffmpeg
+import numpy as np
+import pygame
+import pytest
+
+from app.frame_queue import FrameQueue
+from app.window import App, AppOptions, letterbox
+from app.worlds import StartImage, StartImages
+from engine.config import Preset
+from tests.test_app_support import FakeWorld, gradient_image
+
+
+def make_app(world, tmp_path, record=True, fps=100.0, **options):
+    spec = world.spec
+    preset = Preset(name=spec.name, mode=spec.mode, height=spec.height, width=spec.width, fps=spec.fps)
+    images = StartImages(preset)
+    images.choices = [StartImage("gradient", image=gradient_image(spec.height, spec.width))]
+    opts = AppOptions(
+        fps=fps,
+        record_dir=str(tmp_path / "rec") if record else None,
+        screenshot_dir=str(tmp_path / "shots"),
+        error_hold_s=0.0,
+        **options,
+    )
+    return App(world, preset, images, 0, opts, {"preset": spec.name, "device": "cpu", "dtype": "bf16"})
+
+
+def key(kind, k):
+    pygame.event.post(pygame.event.Event(kind, key=k, mod=0, unicode="", scancode=0))
+
+
+def play_script(app, tick):
+    if tick == 1:
+        key(pygame.KEYDOWN, pygame.K_w)
+    if tick == 2:
+        key(pygame.KEYDOWN, pygame.K_TAB)  # capture the mouse (relative mode)
+    if tick in (3, 4):
+        pygame.event.post(pygame.event.Event(pygame.MOUSEMOTION, rel=(40, 0), pos=(5, 5), buttons=(0, 0, 0)))
+    if tick == 30:
+        key(pygame.KEYUP, pygame.K_w)
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_events_become_actions_frames_reach_display_and_recording(tmp_path):
+    world = FakeWorld()
+    app = make_app(world, tmp_path)
+    app.gen.keep_inputs = True
+    assert app.run(max_frames=45, script=play_script) == 0
+    # the generation thread received exactly the actions the input state produced from the events
+    assert len(world.received) == len(app.gen._inputs_seen) >= 4
+    for got, sample in zip(world.received, app.gen._inputs_seen):
+        assert np.array_equal(got.keyboard, sample.actions.keyboard)
+        assert np.array_equal(got.mouse, sample.actions.mouse)
+    forward = [b.keyboard[0, 0] for b in world.received]
+    yaw = [b.mouse[0, 1] for b in world.received]
+    assert 1.0 in forward
+    assert min(yaw) >= 0 and max(yaw) > 0  # mouse moved right -> positive yaw
+    assert any("w" in s.keys for s in app.gen._inputs_seen)
+    # frames reached the display at the requested rate, in order
+    summary = app.summary()
+    assert summary["frames_shown"] == 45 and summary["latency_ms_mean"] is not None
+    # recording: a valid MP4 with every generated frame and a matching actions file
+    rec = tmp_path / "rec"
+    meta = json.loads((rec / "meta.json").read_text())
+    rows = read_jsonl(rec / "actions.jsonl")
+    total = sum(len(b) for b in world.received)
+    assert meta["complete"] and meta["frames"] == total == len(rows)
+    assert imageio_ffmpeg.count_frames_and_secs(str(rec / "video.mp4"))[0] == total
+    sent = np.concatenate([b.keyboard for b in world.received])
+    assert np.array_equal(np.array([r["keyboard"] for r in rows], np.float32), sent)
+    assert [r["frame"] for r in rows] == list(range(total))
+    assert len(read_jsonl(rec / "blocks.jsonl")) == len(world.received)
+
+
+def test_generation_error_is_shown_logged_and_recording_finalised(tmp_path, caplog):
+    world = FakeWorld(fail_at_block=2)
+    app = make_app(world, tmp_path)
+    with caplog.at_level(logging.ERROR, logger="worldplayer"):
+        code = app.run(max_seconds=20)
+    assert code == 1
+    assert "simulated failure" in app.stats().error
+    assert "generation thread failed" in caplog.text and "Traceback" in caplog.text
+    rec = tmp_path / "rec"
+    meta = json.loads((rec / "meta.json").read_text())
+    assert meta["frames"] == 21 and "simulated failure" in meta["session_error"]
+    assert imageio_ffmpeg.count_frames_and_secs(str(rec / "video.mp4"))[0] == 21
+
+
+def test_window_keys_pause_hud_screenshot_record_toggle(tmp_path):
+    world = FakeWorld()
+    app = make_app(world, tmp_path, record=False)
+    seen = {}
+
+    def script(app, tick):
+        if tick == 15:
+            key(pygame.KEYDOWN, pygame.K_h)  # HUD off
+            key(pygame.KEYDOWN, pygame.K_r)  # start recording
+            key(pygame.KEYDOWN, pygame.K_EQUALS)  # sensitivity up
+        if tick == 16:
+            seen["hud"] = app.show_hud
+            key(pygame.KEYDOWN, pygame.K_h)
+            key(pygame.KEYDOWN, pygame.K_F12)
+            key(pygame.KEYDOWN, pygame.K_p)
+        if tick == 20:
+            seen["paused_at"] = app.frames_shown
+        if tick == 30:
+            seen["still"] = app.frames_shown
+            seen["rec"] = app.stats().recording
+            key(pygame.KEYDOWN, pygame.K_p)
+            key(pygame.KEYDOWN, pygame.K_ESCAPE)  # mouse not captured: quit
+
+    app.options.recordings_root = str(tmp_path / "recs")
+    assert app.run(max_seconds=20, script=script) == 0
+    assert seen["hud"] is False and app.show_hud is True
+    assert seen["paused_at"] == seen["still"]  # nothing advances while paused
+    assert seen["rec"] is True and app.input.sensitivity == pytest.approx(1.25)
+    assert len(app.screenshots) == 1 and os.path.isfile(app.screenshots[0])
+    recs = os.listdir(tmp_path / "recs")
+    assert len(recs) == 1
+    meta = json.loads((tmp_path / "recs" / recs[0] / "meta.json").read_text())
+    assert meta["complete"] and meta["video_start_frame"] > 0
+    rows = read_jsonl(tmp_path / "recs" / recs[0] / "actions.jsonl")
+    assert rows[0]["frame"] == 0  # actions from the session start, so the recording replays
+    assert meta["frames"] == len(rows) - meta["video_start_frame"]
+
+
+def test_restart_clears_queue_and_starts_new_session(tmp_path):
+    world = FakeWorld()
+    app = make_app(world, tmp_path, record=False)
+
+    def script(app, tick):
+        if tick == 12:
+            key(pygame.KEYDOWN, pygame.K_BACKSPACE)
+
+    app.run(max_frames=40, script=script)
+    assert app.gen.session == 2
+    assert app.current.session == 2
+
+
+def test_frame_queue_is_bounded_and_stoppable():
+    import threading
+
+    q = FrameQueue(capacity=5)
+    frames = np.zeros((9, 2, 2, 3), np.uint8)
+    stop = threading.Event()
+    t = threading.Thread(target=lambda: q.put_block(frames, 0, 0.0, stop=stop))
+    t.start()
+    t.join(0.3)
+    assert t.is_alive() and len(q) == 5  # blocked on a full queue
+    assert q.pop().index_in_block == 0
+    stop.set()
+    t.join(2)
+    assert not t.is_alive() and len(q) <= 5
+
+
+def test_letterbox_keeps_aspect():
+    r = letterbox((64, 32), (1000, 1000))
+    assert r.width == 1000 and r.height == 500 and r.y == 250
