@@ -58,7 +58,7 @@ def test_events_become_actions_frames_reach_display_and_recording(tmp_path):
     assert app.run(max_frames=45, script=play_script) == 0
     # the generation thread received exactly the actions the input state produced from the events
     assert len(world.received) == len(app.gen._inputs_seen) >= 4
-    for got, sample in zip(world.received, app.gen._inputs_seen):
+    for got, sample in zip(world.received, app.gen._inputs_seen, strict=True):
         assert np.array_equal(got.keyboard, sample.actions.keyboard)
         assert np.array_equal(got.mouse, sample.actions.mouse)
     forward = [b.keyboard[0, 0] for b in world.received]
