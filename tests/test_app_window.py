@@ -12,7 +12,7 @@ import pytest
 from app.frame_queue import FrameQueue
 from app.window import App, AppOptions, letterbox
 from app.worlds import StartImage, StartImages
-from engine.config import Preset
+from engine.config import Preset, preset_to_dict
 from tests.test_app_support import FakeWorld, gradient_image
 
 
@@ -28,7 +28,8 @@ def make_app(world, tmp_path, record=True, fps=100.0, **options):
         error_hold_s=0.0,
         **options,
     )
-    return App(world, preset, images, 0, opts, {"preset": spec.name, "device": "cpu", "dtype": "bf16"})
+    meta = {"preset": spec.name, "preset_config": preset_to_dict(preset), "device": "cpu", "dtype": "bf16"}
+    return App(world, preset, images, 0, opts, meta)
 
 
 def key(kind, k):
