@@ -144,7 +144,8 @@ def test_full_size_names_shapes_and_decoder_cache_layout_on_meta():
     want = sorted(
         [(1, 16, 2, 44, 80)]
         + [(1, 384, 2, 44, 80)] * 11
-        + [(1, 192, 2, 88, 160)] + [(1, 384, 2, 88, 160)] * 6
+        + [(1, 192, 2, 88, 160)]
+        + [(1, 384, 2, 88, 160)] * 6
         + [(1, 192, 2, 176, 320)] * 6
         + [(1, 96, 2, 352, 640)] * 7
     )
@@ -182,7 +183,7 @@ def test_wrong_model_files_are_named(tmp_path):
     save_file({"model.blocks.0.self_attn.q.weight": torch.zeros(4, 4)}, str(dit))
     assert "diffusion transformer" in _one_line_error(str(dit))
     clip = tmp_path / "clip.pth"
-    torch.save({"visual.patch_embedding.weight": torch.zeros(2), "textual.head.0.weight": torch.zeros(2)}, clip)
+    torch.save({"visual.patch_embedding.weight": torch.zeros(2), "textual.head.weight": torch.zeros(2)}, clip)
     assert "CLIP" in _one_line_error(str(clip))
     small = tmp_path / "tiny.pth"
     torch.save(tiny_vae().state_dict(), small)

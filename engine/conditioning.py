@@ -1,0 +1,120 @@
+"""The one adapter between app images and engine tensors, and the world model's image conditioning.
+
+Layouts: app images uint8 [H, W, 3] (numpy); engine pixels [B, 3, H, W] / [B, T, 3, H, W] float in
+[-1, 1]; app video uint8 [T, H, W, 3]. The start image conditions the model twice (Matrix-Game 2.0):
+- `cond_concat` [B, n, 4 + C, h, w] per block: a 4-channel mask (1 at latent 0, else 0) followed by
+  the VAE latents of [image, gray, gray, ...], streamed block by block;
+- `visual_context` [B, 257, 1280]: CLIP tokens of the image, or None for presets without CLIP.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from engine.vae.protocol import ConditionStream, VideoVAE
+
+MIN_IMAGE_SIDE = 32  # pixels; smaller start images are refused
+MASK_CHANNELS = 4
+
+
+class ImageFileError(ValueError):
+    """A start image that is missing, unreadable or too small."""
+
+
+def center_crop_box(width: int, height: int, target_h: int, target_w: int) -> tuple[int, int, int, int]:
+    """The official `_resizecrop` box: largest centred crop with the target aspect ratio (PIL rounding)."""
+    if height / width > target_h / target_w:
+        new_w, new_h = width, int(width * target_h / target_w)
+    else:
+        new_w, new_h = int(height * target_w / target_h), height
+    box = ((width - new_w) / 2, (height - new_h) / 2, (width + new_w) / 2, (height + new_h) / 2)
+    return tuple(int(round(v)) for v in box)  # type: ignore[return-value]
+
+
+def load_image(path: str, height: int, width: int) -> np.ndarray:
+    """Any image file PIL reads -> uint8 [height, width, 3]: centre crop to the aspect, antialiased resize."""
+    if not os.path.isfile(path):
+        raise ImageFileError(f"{path}: image file not found; expected a PNG/JPEG/WebP/... start image")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            image = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise ImageFileError(
+            f"{path}: cannot read as an image ({reason}); expected a PNG/JPEG/WebP/... file"
+        ) from None
+    w, h = image.size
+    if min(w, h) < MIN_IMAGE_SIDE:
+        raise ImageFileError(f"{path}: image is {w}x{h}; expected at least {MIN_IMAGE_SIDE} px on each side")
+    image = image.crop(center_crop_box(w, h, height, width))
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.BILINEAR)  # PIL's bilinear is antialiased (v2.Resize)
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def image_to_tensor(image: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 [H, W, 3] -> float32 [1, 3, H, W] in [-1, 1]."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    return (x.permute(2, 0, 1)[None].float() / 127.5 - 1.0).contiguous()
+
+
+def frames_to_uint8(video: torch.Tensor) -> np.ndarray:
+    """[1, T, 3, H, W] (or [T, 3, H, W]) in [-1, 1] -> uint8 [T, H, W, 3] = round(clip((v + 1) * 127.5)).
+
+    Rounds where the official truncates (at most 1 step apart) so uint8 -> tensor -> uint8 is lossless.
+    """
+    if video.ndim == 5:
+        if video.shape[0] != 1:
+            raise ValueError(
+                f"frames_to_uint8 takes one video, got batch of {video.shape[0]}: {tuple(video.shape)}"
+            )
+        video = video[0]
+    if video.ndim != 4 or video.shape[1] != 3:
+        raise ValueError(f"video must be [1, T, 3, H, W] or [T, 3, H, W], got {tuple(video.shape)}")
+    x = ((video.detach().float() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+def mask_latents(image_latents: torch.Tensor, start: int) -> torch.Tensor:
+    """cond_concat for latents [B, n, C, h, w] at positions start..start+n-1 -> [B, n, 4 + C, h, w]."""
+    b, n, _, h, w = image_latents.shape
+    mask = torch.zeros(b, n, MASK_CHANNELS, h, w, device=image_latents.device, dtype=image_latents.dtype)
+    if start == 0:
+        mask[:, 0] = 1.0
+    return torch.cat([mask, image_latents], dim=2)
+
+
+@dataclass
+class ImageCondition:
+    """The start image's conditioning for one session. `next(n)` hands out cond_concat block by block."""
+
+    stream: ConditionStream
+    visual_context: Optional[torch.Tensor]  # [B, L, D] CLIP tokens, or None
+    position: int = 0  # latents handed out so far
+
+    def next(self, num_latents: int) -> torch.Tensor:
+        """cond_concat of the next `num_latents` latents: [B, n, 4 + C, h, w]."""
+        cond = mask_latents(self.stream.next(num_latents), self.position)
+        self.position += num_latents
+        return cond
+
+
+def build_condition(
+    vae: VideoVAE, image: torch.Tensor, image_encoder: Optional[torch.nn.Module] = None
+) -> ImageCondition:
+    """Conditioning for a session from image [B, 3, H, W] in [-1, 1] (H, W the preset's size).
+
+    The VAE latents of [image, gray...] are encoded lazily as blocks are asked for; the CLIP tokens are
+    computed now (None when the preset has no image encoder).
+    """
+    context = image_encoder.encode(image) if image_encoder is not None else None
+    return ImageCondition(stream=vae.condition_stream(image), visual_context=context)
