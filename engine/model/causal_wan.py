@@ -150,7 +150,7 @@ class CausalWanModel(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Official init: xavier linears, zero biases, normal(0.02) time embedding, zero output projections."""
+        """Official init: xavier linears, zero biases, normal(0.02) time embedding, zero output layers."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -225,7 +225,7 @@ class CausalWanModel(nn.Module):
         cache: Optional[StreamCache] = None,
         start_frame: int = 0,
     ) -> Tensor:
-        """Velocity (noise - x0) [B, F, out_dim, h, w] in x's dtype for noisy latents x [B, F, out_dim, h, w]."""
+        """Velocity (noise - x0) [B, F, out_dim, h, w] in x's dtype; see docs/architecture.md."""
         cfg = self.cfg
         b, f, _, hh, ww = x.shape
         self._check_inputs(x, cond, t, context, cache)
@@ -289,7 +289,7 @@ class CausalWanModel(nn.Module):
             if cache.cross_k is None or tuple(cache.cross_k.shape) != shape:
                 cache.cross_k = torch.empty(shape, device=ks[0].device, dtype=cache.self_k.dtype)
                 cache.cross_v = torch.empty_like(cache.cross_k)
-            for i, (k, v) in enumerate(zip(ks, vs)):
+            for i, (k, v) in enumerate(zip(ks, vs, strict=True)):
                 cache.cross_k[i].copy_(k)
                 cache.cross_v[i].copy_(v)
             cache.cross_ready = True
