@@ -1,10 +1,15 @@
 """The generation thread: owns the world session and keeps the frame queue fed.
 
-Policy: the thread starts the next block as soon as the queue holds fewer than one block of frames
-(`world.actions_needed`), sampling the input state *at that moment* for every frame of the block. The
-displayed input-to-display latency is therefore about one block: the time to generate it plus the
-frames still queued ahead of it (fewer than one block). Deeper queues would smooth over slow blocks
-at the price of more latency; shallower ones would stall whenever a block is late.
+Policy (`start_threshold`): the thread starts the next block when the queue holds fewer frames than
+`min(T, ceil(1.25 * est * fps) + 1)`, where T is the next block's frame count (`world.actions_needed`),
+est the median time of the last few blocks and fps the display rate, and it samples the input state
+*at that moment* for every frame of the block. When generation is about real time or slower the
+threshold is one block: the next block starts while fewer than one block of frames is left, so
+input-to-display latency stays near one block (generation time plus the < T frames queued ahead).
+When generation is much faster than real time the block starts "just in time" (the queue left covers
+the expected generation time plus 25% and one frame), which cuts the latency to about the generation
+time instead of a full block of playback. Deeper queues would smooth over slow blocks at the price of
+more latency; shallower ones would stall whenever a block is late.
 
 Everything that changes the session (restart, next start image, dream, recording on/off) is a command
 handled by this thread between blocks, so the world is only ever touched from here. An exception
@@ -14,6 +19,7 @@ ends the thread; it is kept in `error` (with its traceback logged) for the displ
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -33,6 +39,14 @@ from engine.world import World
 log = logging.getLogger("worldplayer")
 
 
+def start_threshold(block_frames: int, recent_block_s: list[float], fps: float, margin: float = 1.25) -> int:
+    """Queue depth (frames) below which the next block of `block_frames` frames is started."""
+    if not recent_block_s or fps <= 0:
+        return block_frames
+    est = sorted(recent_block_s)[len(recent_block_s) // 2]
+    return max(1, min(block_frames, math.ceil(margin * est * fps) + 1))
+
+
 class GenerationThread(threading.Thread):
     def __init__(
         self,
@@ -41,6 +55,7 @@ class GenerationThread(threading.Thread):
         frames: FrameQueue,
         images: StartImages,
         seed: int = 0,
+        display_fps: float = 0.0,
         recorder_factory: Optional[Callable[[Rollout, str], Recorder]] = None,
     ):
         super().__init__(name="generation", daemon=True)
@@ -49,6 +64,7 @@ class GenerationThread(threading.Thread):
         self.frames = frames
         self.images = images
         self.seed = seed
+        self.display_fps = display_fps  # 0 = always start at one block (no just-in-time start)
         self.recorder_factory = recorder_factory
         self.rollout: Optional[Rollout] = None
         self.start_label = ""
@@ -94,7 +110,8 @@ class GenerationThread(threading.Thread):
                     time.sleep(0.02)
                     continue
                 needed = self.rollout.actions_needed
-                if not self.frames.wait_below(needed, 0.02):
+                recent = [ms / 1000.0 for ms in list(self.block_ms)[-5:]] if self.blocks_done > 1 else []
+                if not self.frames.wait_below(start_threshold(needed, recent, self.display_fps), 0.01):
                     continue
                 self._generate_block(needed)
         except BaseException as e:  # noqa: B036 - any failure must reach the display and the log

@@ -114,4 +114,4 @@ class InputState:
         if not self.keymap.mouse_look:
             return np.zeros(2, np.float32)
         scale = MOUSE_UNITS_PER_PIXEL * self.sensitivity / frames
-        return np.array([-motion[1] * scale, motion[0] * scale], np.float32)
+        return np.array([-motion[1] * scale, motion[0] * scale], np.float32) + 0.0  # no -0.0

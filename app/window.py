@@ -98,7 +98,9 @@ class App:
         self.input = InputState(self.keymap)
         block = 12  # frames per later block; the first block is 9
         self.queue = FrameQueue(QUEUE_BLOCKS * block)
-        self.gen = GenerationThread(world, self.input, self.queue, images, seed, self._make_recorder)
+        self.gen = GenerationThread(
+            world, self.input, self.queue, images, seed, options.fps, self._make_recorder
+        )
         self._record_count = 0
         self.show_hud = options.show_hud
         self.mouse_captured = False

@@ -167,3 +167,12 @@ def test_frame_queue_is_bounded_and_stoppable():
 def test_letterbox_keeps_aspect():
     r = letterbox((64, 32), (1000, 1000))
     assert r.width == 1000 and r.height == 500 and r.y == 250
+
+
+def test_start_threshold_policy():
+    from app.generation_thread import start_threshold
+
+    assert start_threshold(12, [], 17.5) == 12  # no estimate yet: one block
+    assert start_threshold(12, [2.0, 2.0, 2.0], 17.5) == 12  # slower than real time: one block
+    assert start_threshold(12, [0.05, 0.05, 0.9], 17.5) == 3  # fast: just in time (median 50 ms)
+    assert start_threshold(9, [0.01], 0.0) == 9  # no display rate: one block
