@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from engine.actions import ActionBlock, block_video_frames, gather_windows
+from engine.conditioning import build_condition, frames_to_uint8, image_to_tensor
 from engine.config import Preset, load_preset, resolve_path
 from engine.scheduler import add_noise, sampling_timesteps, x0_from_velocity
 from engine.vae.protocol import VideoVAE
@@ -34,28 +35,6 @@ def parse_dtype(name: Union[str, torch.dtype]) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; choose one of: {', '.join(DTYPES)}")
     return DTYPES[name]
-
-
-def uint8_to_pixels(image: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W, 3] -> float32 [1, 3, H, W] in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
-
-
-def pixels_to_uint8(video: torch.Tensor) -> np.ndarray:
-    """float [1, T, 3, H, W] in [-1, 1] -> uint8 [T, H, W, 3]."""
-    v = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return v.permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-
-def first_frame_mask(
-    start_frame: int, num_frames: int, like: torch.Tensor, channels: int = 4
-) -> torch.Tensor:
-    """Conditioning mask [B, F, channels, h, w]: ones at latent frame 0 (the start image), zeros elsewhere."""
-    b, _, _, h, w = like.shape
-    mask = torch.zeros(b, num_frames, channels, h, w, dtype=like.dtype, device=like.device)
-    if start_frame == 0:
-        mask[:, 0] = 1
-    return mask
 
 
 class WorldModelSession:
@@ -120,10 +99,11 @@ class WorldModelSession:
             raise ValueError(
                 f"start image must be uint8 {shape} (see engine.conditioning.load_image), got {got}"
             )
-        pixels = uint8_to_pixels(image).to(self.device, self.dtype)  # [1, 3, H, W]
+        pixels = image_to_tensor(image).to(self.device, self.dtype)  # [1, 3, H, W]
+        condition = build_condition(self.vae, pixels, self.image_encoder)
+        self._context = condition.visual_context
         cfg = self.preset.model
-        self._cond_stream = self.vae.condition_stream(pixels) if cfg.in_dim > cfg.out_dim else None
-        self._context = None if self.image_encoder is None else self.image_encoder.encode(pixels)
+        self._condition = condition if cfg.in_dim > cfg.out_dim else None
         h, w = self.latent_hw
         self._cache = self.model.new_cache(1, h, w, self.device, self.dtype)
         self._vae_cache: Any = self.vae.new_decode_cache()
@@ -141,17 +121,17 @@ class WorldModelSession:
         actions.check(self.spec.keyboard_dim, self.spec.has_mouse, frames=self.actions_needed)
         start = self._block * self.frames_per_block
         mouse_w, keyboard_w = self._action_windows(actions, start)
-        cond = self._condition(start)
+        cond = None if self._condition is None else self._condition.next(self.frames_per_block)
         velocity = self._velocity_fn(cond, mouse_w, keyboard_w, start)
         x0 = self._denoise(velocity, start)
         context_t = torch.full(x0.shape[:2], float(self.preset.sampler.context_noise), device=self.device)
         velocity(x0, context_t)  # context pass: leaves the clean block in the KV caches
         video, self._vae_cache = self.vae.decode_stream(x0, self._vae_cache)
         self._block += 1
-        return pixels_to_uint8(video)
+        return frames_to_uint8(video)
 
     def close(self) -> None:
-        self._cache = self._vae_cache = self._cond_stream = None
+        self._cache = self._vae_cache = self._condition = None
         self._block = -1
 
     # --- batch mode --------------------------------------------------------------------------------
@@ -194,13 +174,6 @@ class WorldModelSession:
         keyboard_w = windows(self._keyboard) if self.spec.keyboard_dim else None
         mouse_w = windows(self._mouse) if self.spec.has_mouse else None
         return mouse_w, keyboard_w
-
-    def _condition(self, start: int) -> Optional[torch.Tensor]:
-        """cond_concat for the block: [1, F, 4 + C, h, w] = [mask, image latents], or None."""
-        if self._cond_stream is None:
-            return None
-        latents = self._cond_stream.next(self.frames_per_block).to(self.device, self.dtype)
-        return torch.cat([first_frame_mask(start, latents.shape[1], latents), latents], dim=2)
 
     def _velocity_fn(self, cond, mouse_w, keyboard_w, start: int):
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
