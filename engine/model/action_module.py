@@ -34,7 +34,6 @@ class ActionModule(nn.Module):
         self.cfg = cfg
         self.heads = cfg.heads_num
         self.window = cfg.vae_time_compression_ratio * cfg.windows_size  # T = 12 video frames per latent
-        self.rope_dim = cfg.mouse_qk_dim_list[0]
         if cfg.enable_keyboard:
             hid = cfg.hidden_size
             self.keyboard_embed = nn.Sequential(
@@ -66,13 +65,13 @@ class ActionModule(nn.Module):
         num_frames: int,
         mouse: Optional[Tensor],
         keyboard: Optional[Tensor],
-        start_frame: int,
+        rope: dict,
         dt: torch.dtype,
         frame_mask: Optional[Tensor] = None,
         cache: Optional[tuple[Tensor, ...]] = None,
         plan: Optional[WritePlan] = None,
     ) -> Tensor:
-        """x: [B, F*S, D] fp32 -> [B, F*S, D] fp32.
+        """x: [B, F*S, D] fp32 -> [B, F*S, D] fp32. rope: `action_rope(...)` for these frames.
 
         Full path: `frame_mask` bool [F, F]. Streaming path: `cache` = (mouse_k, mouse_v, keyboard_k,
         keyboard_v) views of this layer ([B*S, Hm, Wa, Dm] and [B, Hm, Wa, Dm], None where a branch is
@@ -81,22 +80,13 @@ class ActionModule(nn.Module):
         s = x.shape[1] // num_frames
         if self.cfg.enable_mouse:
             mk, mv = (None, None) if cache is None else cache[:2]
-            cos, sin = rope_1d(
-                self._head_dim_mouse(), self.rope_dim, start_frame, num_frames, x.device, self.cfg.rope_theta
-            )
-            x = x + self._mouse(x, num_frames, s, mouse, dt, cos, sin, frame_mask, mk, mv, plan)
+            x = x + self._mouse(x, num_frames, s, mouse, dt, *rope["mouse"], frame_mask, mk, mv, plan)
         if self.cfg.enable_keyboard:
             kk, kv = (None, None) if cache is None else cache[2:]
-            dk = self._head_dim_keyboard()
-            cos_k, sin_k = rope_1d(dk, self.rope_dim, start_frame, num_frames, x.device, self.cfg.rope_theta)
-            x = x + self._keyboard(x, num_frames, s, keyboard, dt, cos_k, sin_k, frame_mask, kk, kv, plan)
+            x = x + self._keyboard(
+                x, num_frames, s, keyboard, dt, *rope["keyboard"], frame_mask, kk, kv, plan
+            )
         return x
-
-    def _head_dim_mouse(self) -> int:
-        return self.cfg.mouse_hidden_dim // self.heads
-
-    def _head_dim_keyboard(self) -> int:
-        return self.cfg.keyboard_hidden_dim // self.heads
 
     def _mouse(self, x, f, s, mouse, dt, cos, sin, frame_mask, cache_k, cache_v, plan) -> Tensor:
         b = x.shape[0]
@@ -133,6 +123,16 @@ class ActionModule(nn.Module):
             k, v = write_and_read(cache_k, cache_v, k, v, plan.action_runs, plan.action_valid, 1)
             out = attention(q, k, v)
         return self.proj_keyboard(rearrange(out, "b h l d -> b l (h d)"))  # [B, F*S, D]
+
+
+def action_rope(cfg: ActionConfig, start_frame: int, num_frames: int, device) -> dict:
+    """Action RoPE cos/sin [F, Dh/2] for the mouse and keyboard heads (computed once per forward)."""
+    rope_dim = cfg.mouse_qk_dim_list[0]  # the official tables are built from mouse_qk_dim_list
+
+    def table(hidden: int):
+        return rope_1d(hidden // cfg.heads_num, rope_dim, start_frame, num_frames, device, cfg.rope_theta)
+
+    return dict(mouse=table(cfg.mouse_hidden_dim), keyboard=table(cfg.keyboard_hidden_dim))
 
 
 def check_action_inputs(

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from engine.config import ModelConfig
-from engine.model.action_module import ActionModule, check_action_inputs
+from engine.model.action_module import ActionModule, action_rope, check_action_inputs
 from engine.model.attention import attention
 from engine.model.kv_cache import Ring, StreamCache, WritePlan, write_and_read
 from engine.model.layers import Head, MLPProj, RMSNorm, layer_norm, linear_fp32, sinusoid
@@ -114,7 +114,7 @@ class Block(nn.Module):
             x = x + self.cross_attn(h.to(dt), *cross_kv, dt).float()
         if self.action_model is not None:
             x = self.action_model(
-                x, f, ctx["mouse"], ctx["keyboard"], ctx["start_frame"], dt,
+                x, f, ctx["mouse"], ctx["keyboard"], ctx["action_rope"], dt,
                 ctx["action_mask"], ctx["action_kv"], ctx["plan"],
             )  # fmt: skip
         x = x.reshape(b, f, s, d)  # [B, F, S, D]
@@ -238,8 +238,9 @@ class CausalWanModel(nn.Module):
         x_tok = rearrange(tokens, "b d f h w -> b f (h w) d").float()  # [B, F, S, D] residual stream
         e, e0 = self.time_embed(t)
         ctx = dict(
-            dt=dt, mouse=mouse, keyboard=keyboard, start_frame=start_frame,
+            dt=dt, mouse=mouse, keyboard=keyboard,
             rope=rope_3d(cfg.dim // cfg.num_heads, start_frame, f, gh, gw, x.device),
+            action_rope=action_rope(cfg.action, start_frame, f, x.device) if self.action_layers else None,
             mask=None, action_mask=None, self_kv=None, action_kv=None, plan=None,
         )  # fmt: skip
         plan: Optional[WritePlan] = None
