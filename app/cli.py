@@ -133,13 +133,21 @@ def run(argv: Optional[list[str]] = None) -> int:
     if args.compare:
         from app.compare import compare_world
 
-        world_factory = lambda: compare_world(
-            preset, load_preset(args.compare_preset), args.checkpoint, device, args.dtype
-        )
+        real_preset = load_preset(args.compare_preset)
+
+        def world_factory():
+            return compare_world(preset, real_preset, args.checkpoint, device, args.dtype)
+
     else:
-        world_factory = lambda: build_world(preset, args.checkpoint, device, args.dtype)
+
+        def world_factory():
+            return build_world(preset, args.checkpoint, device, args.dtype)
+
     images = StartImages(preset, args.image, args.seed)
+    images.own_start = images.own_start or args.compare  # the dream starts from the game's first frame
     meta = session_meta(preset, args.checkpoint, device, args.dtype)
+    if args.compare:
+        meta["compare_preset"] = args.compare_preset
     if args.headless:
         actions, frames = scripted_actions(args, preset)
         label, image = images.current()
@@ -148,6 +156,8 @@ def run(argv: Optional[list[str]] = None) -> int:
             from app.headless import run_headless
 
             meta.update(start_image=label, actions=args.actions or "bench:random")
+            if args.compare:
+                world.record_sides(args.out, max_frames=frames)
             metrics = run_headless(
                 world, image, actions, frames, args.out, args.seed, meta, progress=not args.quiet
             )[0]

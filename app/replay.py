@@ -77,6 +77,12 @@ def replay_recording(
         raise ValueError(f"checkpoint {ckpt} does not match the recording's sha256")
     if world_factory is not None:
         world = world_factory(preset)
+    elif meta.get("compare_preset"):
+        from app.compare import compare_world
+        from engine.config import load_preset
+
+        real = load_preset(meta["compare_preset"])
+        world = compare_world(preset, real, meta.get("checkpoint_arg") or None, device, dtype)
     else:
         world = build_world(preset, meta.get("checkpoint_arg") or None, device, dtype)
     spec = world.spec

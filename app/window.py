@@ -31,7 +31,7 @@ from app.recorder import Recorder
 from app.rollout import Rollout
 from app.worlds import StartImages
 from engine.config import Preset
-from engine.world import World
+from engine.world import World, WorldSpec
 
 log = logging.getLogger("worldplayer")
 
@@ -74,10 +74,10 @@ def open_display(size: tuple[int, int], fullscreen: bool, title: str) -> pygame.
     return screen
 
 
-def window_size(preset: Preset, scale: float) -> tuple[int, int]:
+def window_size(spec: WorldSpec, scale: float) -> tuple[int, int]:
     if not scale:
-        scale = max(1, round(960 / preset.width))
-    return int(preset.width * scale), int(preset.height * scale)
+        scale = max(1, round(960 / spec.width))
+    return int(spec.width * scale), int(spec.height * scale)
 
 
 def letterbox(frame_wh: tuple[int, int], screen_wh: tuple[int, int]) -> pygame.Rect:
@@ -151,7 +151,7 @@ class App:
     ) -> int:
         """Play until quit (or `max_frames` frames shown); returns the process exit code."""
         screen = open_display(
-            window_size(self.preset, self.options.scale), self.options.fullscreen, self.options.title
+            window_size(self.world.spec, self.options.scale), self.options.fullscreen, self.options.title
         )
         self.font = pygame.font.SysFont("dejavusansmono,monospace", 15) or pygame.font.Font(None, 18)
         clock = pygame.time.Clock()

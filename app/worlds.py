@@ -181,10 +181,11 @@ class StartImages:
         self.choices = start_image_choices(preset, image_arg)
         self.index = 0
         self.current_choice: Optional[StartImage] = None
+        self.own_start = preset.world == "vizdoom"  # worlds that start from their own state (the game)
 
     def current(self) -> tuple[str, Optional[np.ndarray]]:
         """(label, uint8 [H, W, 3]) of the current start image; None for worlds with their own start."""
-        if self.preset.world == "vizdoom":
+        if self.own_start:
             return (self.preset.game.maps[0] if self.preset.game.maps else "game"), None
         choice = self.choices[self.index] if self.choices else None
         self.current_choice, image = load_start_image(choice, self.preset, self.seed, self.log)

@@ -74,3 +74,19 @@ def test_window_with_tiny_model_records_and_replays(tmp_path):
     assert meta["complete"] and meta["frames"] >= 21
     result = replay_recording(str(tmp_path / "rec"), str(tmp_path / "replay"), progress=False)
     assert result.identical and result.compared == s["blocks"]
+
+
+def test_compare_headless_writes_side_by_side_and_both_videos(tmp_path):
+    import pytest
+
+    pytest.importorskip("vizdoom")
+    out = tmp_path / "cmp"
+    argv = ["--headless", "--compare", "--preset", "tiny", "--frames", "9", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    sizes = {}
+    for name in ("video", "real", "dream"):
+        reader = imageio_ffmpeg.read_frames(str(out / f"{name}.mp4"))
+        sizes[name] = next(reader)["size"]
+        assert imageio_ffmpeg.count_frames_and_secs(str(out / f"{name}.mp4"))[0] == 9
+    assert sizes["video"] == (2 * sizes["real"][0], sizes["real"][1]) and sizes["real"] == sizes["dream"]
+    assert json.loads((out / "meta.json").read_text())["compare_preset"] == "vizdoom"
