@@ -166,9 +166,9 @@ class GenerationThread(threading.Thread):
         t0 = time.perf_counter()
         try:
             label, image = self.images.dream(self.seed + self.session)
-        except ValueError as e:
-            self.notice = str(e)
-            log.warning("%s", e)
+        except Exception as e:  # a failed dream must not end the session
+            self.notice = f"dream failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            log.warning("%s", self.notice, exc_info=not isinstance(e, ValueError))
             return
         self.dream_ms = (time.perf_counter() - t0) * 1000.0
         self._restart(image=image, label=label)

@@ -144,7 +144,10 @@ def dream_start_image(preset: Preset, level: str, seed: int = 0) -> np.ndarray:
         dream = module.dream_start_image
     except (ImportError, AttributeError):
         raise ValueError("no start-scene generator available yet (engine.var.dream_start_image)") from None
-    image = np.asarray(dream(preset, level, seed))
+    try:
+        image = np.asarray(dream(preset, level, seed))
+    except ImportError as e:
+        raise ValueError(f"the start-scene generator is not available: {e}") from None
     if image.shape != (preset.height, preset.width, 3) or image.dtype != np.uint8:
         raise ValueError(
             f"dreamed start image has {image.shape=} {image.dtype=}, "

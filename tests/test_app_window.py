@@ -176,3 +176,30 @@ def test_start_threshold_policy():
     assert start_threshold(12, [2.0, 2.0, 2.0], 17.5) == 12  # slower than real time: one block
     assert start_threshold(12, [0.05, 0.05, 0.9], 17.5) == 3  # fast: just in time (median 50 ms)
     assert start_threshold(9, [0.01], 0.0) == 9  # no display rate: one block
+
+
+def test_dream_key_restarts_from_a_dreamed_scene(tmp_path, monkeypatch):
+    import engine.var
+
+    world = FakeWorld()
+    app = make_app(world, tmp_path, record=False)
+    seen = {}
+
+    def script(app, tick):
+        if tick == 3:
+            key(pygame.KEYDOWN, pygame.K_n)  # no generator yet: a notice, the session goes on
+        if tick == 12:
+            seen["notice"] = app.gen.notice
+            monkeypatch.setattr(
+                engine.var,
+                "dream_start_image",
+                lambda preset, level, seed: np.full((preset.height, preset.width, 3), 200, np.uint8),
+                raising=False,
+            )
+            key(pygame.KEYDOWN, pygame.K_n)
+
+    monkeypatch.delattr(engine.var, "dream_start_image", raising=False)
+    app.run(max_frames=40, script=script)
+    assert "no start-scene generator" in seen["notice"] and app.gen.error is None
+    assert app.gen.session == 2 and app.gen.start_label == "var:MAP01" and app.gen.dream_ms is not None
+    assert app.current.image.mean() > 150  # frames now come from the dreamed (bright) start image
