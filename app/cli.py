@@ -220,6 +220,7 @@ def _on_sigterm(signum, frame):  # finalise recordings on `kill`
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of `python main.py` and the `worldplayer` console script."""
     logging.basicConfig(level=logging.INFO, format="worldplayer: %(message)s")
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C -> KeyboardInterrupt -> finalise
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:

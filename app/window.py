@@ -198,7 +198,7 @@ class App:
         self._set_capture(False)
         pygame.display.quit()
         if self.gen.error is not None:
-            log.error("worldplayer: generation failed: %s", self.gen.error_text)
+            log.error("generation failed: %s", self.gen.error_text)
 
     # --- per tick ---
     def _advance_frame(self, opened: float) -> None:
