@@ -14,6 +14,7 @@ convolutions and attention run in the run dtype (parameter dtype, or the autocas
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -31,6 +32,20 @@ from engine.model.rope import apply_rope, rope_3d
 
 Tensor = torch.Tensor
 GLOBAL_WINDOW_FRAMES = 15  # official cache length when local_attn_size == -1 (streaming refuses it)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What every block of one forward call shares (built once per call by CausalWanModel.forward)."""
+
+    dt: torch.dtype  # run dtype of linears and attention
+    rope: tuple[Tensor, Tensor]  # self-attention cos, sin [F*S, Dh/2]
+    action_rope: Optional[dict]  # action cos, sin per branch [F, Dm/2]
+    mouse: Optional[Tensor]  # [B, F, 12, Cm] windows
+    keyboard: Optional[Tensor]  # [B, F, 12, Ck] windows
+    mask: Optional[Tensor] = None  # full path: bool [F*S, F*S]
+    action_mask: Optional[Tensor] = None  # full path: bool [F, F]
+    plan: Optional[WritePlan] = None  # streaming path: where this call writes
 
 
 class SelfAttention(nn.Module):
@@ -98,14 +113,20 @@ class Block(nn.Module):
         """norm(x) * (1 + scale) + shift per frame. x: [B, F, S, D]; shift, scale: [B, F, D]."""
         return (layer_norm(x, self.eps) * (1 + scale[:, :, None]) + shift[:, :, None]).to(dt)
 
-    def forward(self, x: Tensor, e0: Tensor, ctx: dict, cross_kv: Optional[tuple[Tensor, Tensor]]) -> Tensor:
-        """x: [B, F, S, D] fp32; e0: [B, F, 6, D] fp32 -> [B, F, S, D] fp32."""
+    def forward(
+        self, x: Tensor, e0: Tensor, step: Step, cross_kv=None, self_kv=None, action_kv=None
+    ) -> Tensor:
+        """x: [B, F, S, D] fp32; e0: [B, F, 6, D] fp32 -> [B, F, S, D] fp32.
+
+        cross_kv: (k, v) [B, H, Lc, Dh]; streaming only: self_kv = this layer's (k, v) ring buffers,
+        action_kv = (mouse_k, mouse_v, keyboard_k, keyboard_v) ring buffers (None where a branch is off).
+        """
         b, f, s, d = x.shape
-        dt = ctx["dt"]
+        dt = step.dt
         mods = (self.modulation.float()[:, None] + e0).unbind(2)  # 6 x [B, F, D]
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mods
         h = self._modulated(x, shift_msa, scale_msa, dt).reshape(b, f * s, d)  # [B, F*S, D]
-        y = self.self_attn(h, ctx["rope"], dt, ctx["mask"], ctx["self_kv"], ctx["plan"], s)
+        y = self.self_attn(h, step.rope, dt, step.mask, self_kv, step.plan, s)
         x = x + y.float().reshape(b, f, s, d) * gate_msa[:, :, None]
         x = x.reshape(b, f * s, d)  # [B, F*S, D]
         if self.has_cross:
@@ -114,9 +135,8 @@ class Block(nn.Module):
             x = x + self.cross_attn(h.to(dt), *cross_kv, dt).float()
         if self.action_model is not None:
             x = self.action_model(
-                x, f, ctx["mouse"], ctx["keyboard"], ctx["action_rope"], dt,
-                ctx["action_mask"], ctx["action_kv"], ctx["plan"],
-            )  # fmt: skip
+                x, f, step.mouse, step.keyboard, step.action_rope, dt, step.action_mask, action_kv, step.plan
+            )
         x = x.reshape(b, f, s, d)  # [B, F, S, D]
         y = self.ffn(self._modulated(x, shift_mlp, scale_mlp, dt))
         return x + y.float() * gate_mlp[:, :, None]
@@ -227,7 +247,7 @@ class CausalWanModel(nn.Module):
     ) -> Tensor:
         """Velocity (noise - x0) [B, F, out_dim, h, w] in x's dtype; see docs/architecture.md."""
         cfg = self.cfg
-        b, f, _, hh, ww = x.shape
+        b, f = x.shape[:2]
         self._check_inputs(x, cond, t, context, cache)
         check_action_inputs(cfg.action, b, f, mouse, keyboard)
         dt = self.run_dtype(x.device)
@@ -237,32 +257,33 @@ class CausalWanModel(nn.Module):
         s = gh * gw
         x_tok = rearrange(tokens, "b d f h w -> b f (h w) d").float()  # [B, F, S, D] residual stream
         e, e0 = self.time_embed(t)
-        ctx = dict(
-            dt=dt, mouse=mouse, keyboard=keyboard,
-            rope=rope_3d(cfg.dim // cfg.num_heads, start_frame, f, gh, gw, x.device),
-            action_rope=action_rope(cfg.action, start_frame, f, x.device) if self.action_layers else None,
-            mask=None, action_mask=None, self_kv=None, action_kv=None, plan=None,
-        )  # fmt: skip
+        rope = rope_3d(cfg.dim // cfg.num_heads, start_frame, f, gh, gw, x.device)
+        arope = action_rope(cfg.action, start_frame, f, x.device) if self.action_layers else None
         plan: Optional[WritePlan] = None
         if cache is None:
-            fm = frame_mask(f, cfg.num_frame_per_block, cfg.local_attn_size, cfg.sink_size, False, x.device)
-            ctx["mask"] = token_mask(fm, s)  # [F*S, F*S]
-            ctx["action_mask"] = frame_mask(
-                f, cfg.num_frame_per_block, cfg.local_attn_size, 0, True, x.device
-            )
+            nfpb, local = cfg.num_frame_per_block, cfg.local_attn_size
+            fm = frame_mask(f, nfpb, local, cfg.sink_size, diagonal=False, device=x.device)
+            step = Step(
+                dt, rope, arope, mouse, keyboard,
+                mask=token_mask(fm, s),  # [F*S, F*S]
+                action_mask=frame_mask(f, nfpb, local, 0, diagonal=True, device=x.device),  # [F, F]
+            )  # fmt: skip
             cross = self._cross_kv(context, dt) if cfg.image_context_dim is not None else None
         else:
             plan = cache.plan(start_frame, f)
-            ctx["plan"] = plan
+            step = Step(dt, rope, arope, mouse, keyboard, plan=plan)
             cross = self._cached_cross_kv(cache, context, dt) if cfg.image_context_dim is not None else None
-        a = 0
+        act_index = {layer: a for a, layer in enumerate(self.action_layers)}
         for i, block in enumerate(self.blocks):
+            cross_kv = None if cross is None else (cross[0][i], cross[1][i])
+            self_kv = action_kv = None
             if cache is not None:
-                ctx["self_kv"] = (cache.self_k[i], cache.self_v[i])
-                if block.action_model is not None:
-                    ctx["action_kv"] = tuple(None if c is None else c[a] for c in self._action_bufs(cache))
-                    a += 1
-            x_tok = block(x_tok, e0, ctx, None if cross is None else (cross[0][i], cross[1][i]))
+                self_kv = (cache.self_k[i], cache.self_v[i])
+                if i in act_index:
+                    action_kv = tuple(
+                        None if c is None else c[act_index[i]] for c in self._action_bufs(cache)
+                    )
+            x_tok = block(x_tok, e0, step, cross_kv, self_kv, action_kv)
         if cache is not None:
             cache.commit(plan)
         out = self.head(x_tok, e, dt)  # [B, F, S, pt*ph*pw*C]
