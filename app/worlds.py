@@ -73,7 +73,9 @@ def file_sha256(path: str) -> Optional[str]:
     return h.hexdigest()
 
 
-def start_image_choices(preset: Preset, image_arg: Optional[str]) -> list[StartImage]:
+def start_image_choices(
+    preset: Preset, image_arg: Optional[str], log: Callable[[str], None] = lambda m: None
+) -> list[StartImage]:
     """The start images Tab/`]` cycles through: --image first, then the preset's defaults."""
     choices = []
     if image_arg:
@@ -88,6 +90,8 @@ def start_image_choices(preset: Preset, image_arg: Optional[str]) -> list[StartI
         path = resolve_path(rel)
         if os.path.isfile(path):
             choices.append(StartImage(rel, path))
+        else:
+            log(f"worldplayer: start image {rel} of preset {preset.name!r} is missing; skipping it")
     return choices
 
 
@@ -181,7 +185,7 @@ class StartImages:
         self.preset = preset
         self.seed = seed
         self.log = log
-        self.choices = start_image_choices(preset, image_arg)
+        self.choices = start_image_choices(preset, image_arg, log)
         self.index = 0
         self.current_choice: Optional[StartImage] = None
         self.own_start = preset.world == "vizdoom"  # worlds that start from their own state (the game)

@@ -95,3 +95,14 @@ def test_no_display_tells_to_pass_headless(tmp_path):
 def test_bad_numbers(capsys, tmp_path, argv):
     code, _, err = run_main(capsys, "--headless", "--preset", "tiny", "--out", str(tmp_path), *argv)
     assert_one_line_error(code, err)
+
+
+def test_missing_default_start_image_falls_back_to_gray():
+    from app.worlds import StartImages
+    from engine.config import Preset
+
+    messages = []
+    preset = Preset(name="p", height=8, width=16, start_images=("assets/nope.png",))
+    label, image = StartImages(preset, log=messages.append).current()
+    assert label == "gray" and image.shape == (8, 16, 3) and (image == 128).all()
+    assert "nope.png" in messages[0] and "gray" in messages[1]
