@@ -71,7 +71,7 @@ class CausalConv3d(nn.Conv3d):
 
 
 class RMSNorm(nn.Module):
-    """F.normalize over channels · sqrt(dim) · gamma, in fp32. gamma: [C,1,1,1] (video) or [C,1,1] (image)."""
+    """F.normalize over channels · sqrt(dim) · gamma. gamma: [C,1,1,1] (video) or [C,1,1] (image)."""
 
     def __init__(self, dim: int, images: bool = False):
         super().__init__()
@@ -79,8 +79,11 @@ class RMSNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones((dim, 1, 1) if images else (dim, 1, 1, 1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.normalize(x.float(), dim=1) * self.scale * self.gamma.float()
-        return y.to(x.dtype)
+        # Accumulated in fp32 by the reduction, applied in x's dtype: 3 passes over a large tensor, not 6
+        # (a dtype=float32 norm would first copy all of x to fp32).
+        norm = torch.linalg.vector_norm(x, dim=1, keepdim=True).float()  # [B, 1, ...]
+        factor = (self.scale / norm.clamp_min(1e-12)).to(x.dtype)  # = F.normalize's max(norm, eps)
+        return torch.mul(x, factor).mul_(self.gamma.to(x.dtype))
 
 
 class ResidualBlock(nn.Module):
@@ -90,10 +93,10 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.residual = nn.Sequential(
             RMSNorm(in_dim),
-            nn.SiLU(),
+            nn.SiLU(inplace=True),  # acts on the norm's fresh output
             CausalConv3d(in_dim, out_dim, 3, padding=1),
             RMSNorm(out_dim),
-            nn.SiLU(),
+            nn.SiLU(inplace=True),
             nn.Dropout(0.0),
             CausalConv3d(out_dim, out_dim, 3, padding=1),
         )
@@ -211,7 +214,9 @@ class Encoder3d(nn.Module):
         self.middle = nn.Sequential(
             ResidualBlock(dims[-1], dims[-1]), AttentionBlock(dims[-1]), ResidualBlock(dims[-1], dims[-1])
         )
-        self.head = nn.Sequential(RMSNorm(dims[-1]), nn.SiLU(), CausalConv3d(dims[-1], z_out, 3, padding=1))
+        self.head = nn.Sequential(
+            RMSNorm(dims[-1]), nn.SiLU(inplace=True), CausalConv3d(dims[-1], z_out, 3, padding=1)
+        )
         self.num_slots = _assign_slots(self)
 
     def forward(self, x: torch.Tensor, cache: Optional[CausalCache] = None) -> torch.Tensor:
@@ -248,7 +253,9 @@ class Decoder3d(nn.Module):
             if i != len(dim_mult) - 1:
                 blocks.append(Resample(out_dim, "upsample3d" if temporal_upsample[i] else "upsample2d"))
         self.upsamples = nn.Sequential(*blocks)
-        self.head = nn.Sequential(RMSNorm(dims[-1]), nn.SiLU(), CausalConv3d(dims[-1], 3, 3, padding=1))
+        self.head = nn.Sequential(
+            RMSNorm(dims[-1]), nn.SiLU(inplace=True), CausalConv3d(dims[-1], 3, 3, padding=1)
+        )
         self.num_slots = _assign_slots(self)
 
     def forward(self, x: torch.Tensor, cache: Optional[CausalCache] = None) -> torch.Tensor:

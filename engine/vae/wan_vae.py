@@ -68,6 +68,11 @@ LATENT_STD = (
 )
 
 
+def _layout(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last on the CPU: oneDNN's 3-D convolutions run ~3x faster in bf16 on NDHWC activations."""
+    return x.contiguous(memory_format=torch.channels_last_3d) if x.device.type == "cpu" else x
+
+
 @dataclass
 class WanDecodeCache:
     """Streaming-decoder state: per-layer time context and how many latents were decoded so far."""
@@ -121,7 +126,7 @@ class WanVAE(nn.Module):
     # ---- encoder ----
     def _encode_chunk(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
         """One causal chunk (1 frame first, then 4 frames each). x: [B, 3, t, H, W] -> z [B, 1, C, h, w]."""
-        feats = self.encoder(x.to(self._dtype), cache)  # [B, 2C, 1, h, w]
+        feats = self.encoder(_layout(x.to(self._dtype)), cache)  # [B, 2C, 1, h, w]
         mu = self.conv1(feats)[:, : self.z_dim]  # only the mean is used
         return self.normalize(rearrange(mu, "b c t h w -> b t c h w"))
 
@@ -166,7 +171,7 @@ class WanVAE(nn.Module):
         if z.ndim != 5 or z.shape[2] != self.z_dim:
             raise ValueError(f"latents must be [B, n, {self.z_dim}, h, w], got {tuple(z.shape)}")
         cache = WanDecodeCache(causal=cache.causal.copy(), latents_seen=cache.latents_seen)
-        x = self.conv2(rearrange(self.denormalize(z).to(self._dtype), "b t c h w -> b c t h w"))
+        x = self.conv2(_layout(rearrange(self.denormalize(z).to(self._dtype), "b t c h w -> b c t h w")))
         outs, i = [], 0
         while i < x.shape[2]:
             step = 1 if cache.latents_seen == 0 else self.latents_per_pass  # the first latent goes alone
