@@ -8,6 +8,8 @@ t = 0 for the clean frames and t_k for the block.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -16,8 +18,9 @@ from tests._model_helpers import frames, tiny_inputs, tiny_model
 STEPS = (1000.0, 908.8427, 713.9794)
 
 
-def _stream_vs_full(preset: str, batch: int, blocks: int, check: tuple[int, ...]) -> float:
+def _stream_vs_full(preset: str, batch: int, blocks: int, check: tuple[int, ...], **changes) -> float:
     model = tiny_model(preset)
+    model.cfg = dataclasses.replace(model.cfg, **changes)  # only window sizes: the masks and caches read them
     nfpb = model.cfg.num_frame_per_block
     inp = tiny_inputs(model, batch, blocks * nfpb)
     g = inp["generator"]
@@ -71,10 +74,13 @@ def test_stream_equals_full_gta_window4_batch2():
     _stream_vs_full("tiny-gta-drive", batch=2, blocks=7, check=(0, 1, 6))
 
 
+def test_stream_equals_full_with_sink_frame():
+    # our extension of the official mask: the first `sink_size` frames stay visible (window 7 = 1 sink + 6)
+    _stream_vs_full("tiny", batch=1, blocks=6, check=(1, 2, 5), sink_size=1, local_attn_size=7)
+
+
 def test_stream_detects_wrong_mask():
     """The comparison must be able to fail: a full forward with a wider window differs once rolled."""
-    import dataclasses
-
     model = tiny_model("tiny")
     inp = tiny_inputs(model, 1, 9)
     t = torch.zeros(1, 9)

@@ -1,9 +1,10 @@
 """Block-causal, local-window attention masks of the full-sequence (training) path (reference §4.6).
 
 Frames are grouped in blocks of `frames_per_block` counted from the first frame of the sequence. A query in
-a block may see every frame up to the end of its block, back to `local_attn_size` frames before that end
-(all of them when `local_attn_size` is -1), plus the first `sink` frames, plus itself:
-    allow(q, kv) = (kv < end[q] and kv >= end[q] - local_attn_size) or kv < min(sink, end[q]) or q == kv
+a block may see every frame up to the end of its block, back to `local_attn_size - sink` frames before that
+end (all of them when `local_attn_size` is -1), plus the first `sink` frames, plus itself:
+    allow(q, kv) = (end[q] - (local_attn_size - sink) <= kv < end[q]) or kv < min(sink, end[q]) or q == kv
+(the window holds `local_attn_size` frames in all, sink included, like the streaming cache).
 With sink 0 this is exactly the official FlexAttention rule, at frame granularity for the action module and
 expanded to S tokens per frame for self-attention. Masks are bool, True = attend.
 """
@@ -27,7 +28,7 @@ def frame_mask(
     q_end, kv = end[:, None], idx[None, :]
     allow = kv < q_end
     if local_attn_size != -1:
-        allow = allow & (kv >= q_end - local_attn_size)
+        allow = allow & (kv >= q_end - (local_attn_size - sink))
     if sink > 0:
         allow = allow | ((kv < sink) & (kv < q_end))
     if diagonal:
