@@ -174,3 +174,48 @@ def test_always_accept_fails(dist_models):
         sc,
     )
     assert p < 1e-3, f"the always-accept rule should be caught, p = {p:.2e}"
+
+
+def test_collaborative_endpoints():
+    """switch = K is the target alone, switch = 0 the draft alone; in between the prefill is exact."""
+    target, draft, quant = tiny_trio()
+    label = torch.tensor([0, 1])
+    k = quant.num_steps
+    t_ref, d_ref = sample(target, quant, label, GREEDY), sample(draft, quant, label, GREEDY)
+    from engine.var.sample import sample_collaborative
+
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            sample_collaborative(target, draft, quant, label, GREEDY, k).idx, t_ref.idx, strict=True
+        )
+    )
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            sample_collaborative(target, draft, quant, label, GREEDY, 0).idx, d_ref.idx, strict=True
+        )
+    )
+    mid = sample_collaborative(target, draft, quant, label, GREEDY, 2)
+    assert all(torch.equal(a, b) for a, b in zip(mid.idx[:2], t_ref.idx[:2], strict=True))
+    assert mid.stats.target_calls == 2 and mid.stats.draft_calls == k - 2
+
+
+def test_relaxed_with_zero_delta_equals_exact():
+    """relaxed with delta 0 adds no neighbour mass: same tokens as the exact rule at the same seeds."""
+    target, draft, quant = tiny_trio()
+    label = torch.tensor([2])
+    sc = SampleConfig(cfg=1.5)
+    runs = []
+    for rule in ("exact", "relaxed"):
+        gd, ga = torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)
+        runs.append(
+            sample_speculative(target, draft, quant, label, sc, SpecConfig(2, rule, relax_delta=0.0), gd, ga)
+        )
+    assert all(torch.equal(a, b) for a, b in zip(runs[0].idx, runs[1].idx, strict=True))
+
+
+def test_bad_rule_raises():
+    target, draft, quant = tiny_trio()
+    with pytest.raises(ValueError, match="unknown speculative rule"):
+        sample_speculative(target, draft, quant, torch.tensor([0]), GREEDY, SpecConfig(rule="lossy"))

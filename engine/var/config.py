@@ -54,7 +54,7 @@ class VARConfig:
 
 
 VAR_PRESETS: dict[str, VARConfig] = {
-    "target": VARConfig(depth=6, width=256),
-    "draft": VARConfig(depth=2, width=128),
+    "target": VARConfig(depth=6, width=224),  # 5.6M parameters
+    "draft": VARConfig(depth=2, width=96),  # 0.45M parameters
     "tiny": VARConfig(depth=2, width=64, vocab=64, cvae=8),
 }

@@ -129,7 +129,7 @@ def train_tokenizer(a: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["tokenizer", "var", "classifier"])
+    p.add_argument("what", choices=["tokenizer", "tokens", "var", "classifier"])
     p.add_argument("--preset", choices=list(VAR_PRESETS), default="target")
     p.add_argument("--minutes", type=float, default=25)
     p.add_argument("--bs", type=int, default=16)
@@ -144,7 +144,15 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="output weights (default assets/var/<name>)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    {"tokenizer": train_tokenizer, "var": train_var, "classifier": train_classifier}[a.what](a)
+    jobs = {"tokenizer": train_tokenizer, "tokens": make_tokens, "var": train_var, "classifier": train_classifier}
+    jobs[a.what](a)
+
+
+def make_tokens(a: argparse.Namespace) -> None:
+    """Tokenize the train and val frames once (cached in --runs) before starting VAR trainings in parallel."""
+    for split in ("train", "val"):
+        tokens, _ = cached_tokens(a, split)
+        print(f"{split}: {tuple(tokens.shape)} tokens", flush=True)
 
 
 @torch.no_grad()
@@ -162,11 +170,14 @@ def tokenize_frames(vae: VQVAE, frames: np.ndarray, bs: int = 64) -> torch.Tenso
 def cached_tokens(a: argparse.Namespace, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokens and labels of a frame split, cached beside the runs (keyed by the tokenizer file's mtime)."""
     tok_path = ASSETS / "tokenizer.safetensors"
-    cache = a.runs / f"tokens_{split}_{int(tok_path.stat().st_mtime)}.pt"
+    stride = a.stride if split == "train" else 5
+    cache = a.runs / f"tokens_{split}_s{stride}_{int(tok_path.stat().st_mtime)}.pt"
     if cache.is_file():
         d = torch.load(cache)
         return d["tokens"], d["labels"]
     frames, labels = load_frames(a.data / split)
+    stride = a.stride if split == "train" else 5
+    frames, labels = frames[::stride], labels[::stride]
     tokens = tokenize_frames(load_vqvae(tok_path), frames)
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"tokens": tokens, "labels": torch.from_numpy(labels)}, cache)
