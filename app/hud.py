@@ -82,6 +82,7 @@ def draw_badges(surface: pygame.Surface, font: pygame.font.Font, s: HudStats) ->
         box = pygame.Rect(0, 0, label.get_width() + 12, label.get_height() + 4)
         box.topright = (x, 6)
         pygame.draw.rect(surface, color, box, border_radius=4)
+        pygame.draw.rect(surface, (20, 20, 20), box, width=1, border_radius=4)
         surface.blit(label, (box.x + 6, box.y + 2))
         x = box.x - 6
 
