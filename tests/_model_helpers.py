@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from engine.actions import gather_windows
 from engine.config import load_preset
 from engine.model.causal_wan import CausalWanModel
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: extra threads only spin on a shared CPU. Import into a test module to use it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_model(preset: str = "tiny", seed: int = 0) -> CausalWanModel:

@@ -10,7 +10,11 @@ from safetensors.torch import save_file
 from engine.checkpoint import CheckpointError, load_model_state, load_weights_into, save_checkpoint
 from engine.config import load_preset, preset_from_dict
 from engine.model.causal_wan import CausalWanModel
-from tests._model_helpers import tiny_inputs, tiny_model
+from tests._model_helpers import (
+    one_thread,  # noqa: F401 (autouse fixture)
+    tiny_inputs,
+    tiny_model,
+)
 
 
 def _outputs(model):

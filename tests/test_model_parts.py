@@ -11,7 +11,11 @@ from engine.model.causal_wan import CausalWanModel
 from engine.model.layers import sinusoid
 from engine.model.masks import frame_mask, token_mask
 from engine.model.rope import apply_rope, rope_1d, rope_3d
-from tests._model_helpers import tiny_inputs, tiny_model
+from tests._model_helpers import (
+    one_thread,  # noqa: F401 (autouse fixture)
+    tiny_inputs,
+    tiny_model,
+)
 
 
 def _official_rope(x: torch.Tensor, f: int, h: int, w: int, start: int, table_len: int) -> torch.Tensor:

@@ -8,7 +8,10 @@ import resource
 import torch
 
 from engine.actions import gather_windows
-from tests._model_helpers import tiny_model
+from tests._model_helpers import (
+    one_thread,  # noqa: F401 (autouse fixture)
+    tiny_model,
+)
 
 BLOCKS = 400
 
@@ -19,15 +22,6 @@ def _rss_mib() -> float:
 
 
 def test_400_blocks_flat_memory_and_exact_past_1024():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threading only adds overhead
-    try:
-        _run()
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run():
     model = tiny_model("tiny")
     cfg = model.cfg
     nfpb, h, w = cfg.num_frame_per_block, 4, 8

@@ -13,7 +13,12 @@ import dataclasses
 import pytest
 import torch
 
-from tests._model_helpers import frames, tiny_inputs, tiny_model
+from tests._model_helpers import (
+    frames,
+    one_thread,  # noqa: F401 (autouse fixture)
+    tiny_inputs,
+    tiny_model,
+)
 
 STEPS = (1000.0, 908.8427, 713.9794)
 
