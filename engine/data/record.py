@@ -183,7 +183,11 @@ def run(args: argparse.Namespace, maps: list[str]) -> int:
         proc.join()
     seconds = time.time() - t0
     index_path = rebuild_index(args.out, header(args, maps))
-    report = summary(args.out, frames, seconds)
+    try:
+        report = summary(args.out, frames, seconds)
+    except ValueError as e:
+        print(f"error: no episode was recorded ({e})", file=sys.stderr)
+        return 1
     print(report)
     (Path(args.out) / "histograms.txt").write_text(report + "\n")
     print(f"index: {index_path}")

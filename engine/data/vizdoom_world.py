@@ -150,6 +150,11 @@ class VizDoomWorld:
         self.game_cfg = preset.game
         if self.game_cfg.tics_per_frame < 1:
             raise ValueError(f"preset {preset.name}: game.tics_per_frame must be >= 1")
+        if abs(preset.fps * self.game_cfg.tics_per_frame - 35.0) > 0.05:
+            raise ValueError(
+                f"preset {preset.name}: fps {preset.fps} does not match game.tics_per_frame "
+                f"{self.game_cfg.tics_per_frame} (Doom runs 35 tics/s: fps = 35 / tics_per_frame)"
+            )
         self.spec = WorldSpec(preset.name, "universal", preset.height, preset.width, preset.fps, 4, True)
         self.run = run
         self.god = god
@@ -256,8 +261,8 @@ class VizDoomWorld:
 
     @property
     def depth(self) -> np.ndarray:
-        """Depth of the current frame, uint8 [h, w] at the render resolution (larger = farther; about
-        one unit per 2 map units... see docs/data.md)."""
+        """Depth of the current frame, uint8 [h, w] at the render resolution: larger = farther, about
+        7 map units per step (1 = touching a wall; the player walks about 17 units per frame)."""
         if self._depth is None:
             raise RuntimeError("depth buffer disabled or no frame yet")
         return self._depth
