@@ -3,7 +3,8 @@
 Decodes `--latents` random latents the way a session does (`decode_stream`, `--per-call` latents per
 call: 3 = one world-model block) and prints one row per call. The first call of a session includes
 one-off costs (oneDNN primitive creation, cuDNN autotuning) and the first latent's single frame; the
-later rows are the steady state.
+later rows are the steady state. cpu-ms/frame is this process's CPU time (all threads): on a shared
+machine it shows the work done when the wall-clock time is inflated by other processes.
 
     python benchmarks/bench_vae.py              # CPU bf16+fp32 (+ CUDA), 352x640 and 144x256
     python benchmarks/bench_vae.py --devices cpu --dtypes bf16 --sizes 144x256 --latents 6
@@ -47,16 +48,16 @@ def sync(device: str) -> None:
 @torch.no_grad()
 def bench(
     vae: WanVAE, device: str, height: int, width: int, latents: int, per_call: int
-) -> list[tuple[int, float]]:
-    """(frames, seconds) for each decode_stream call."""
+) -> list[tuple[int, float, float]]:
+    """(frames, wall seconds, process CPU seconds) for each decode_stream call."""
     z = torch.randn(1, latents, vae.z_dim, height // vae.spatial, width // vae.spatial, device=device)
     cache, rows = vae.new_decode_cache(), []
     for s in range(0, latents, per_call):
         sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         video, cache = vae.decode_stream(z[:, s : s + per_call], cache)
         sync(device)
-        rows.append((video.shape[1], time.perf_counter() - t0))
+        rows.append((video.shape[1], time.perf_counter() - t0, time.process_time() - c0))
     return rows
 
 
@@ -80,21 +81,20 @@ def main() -> None:
     print(f"Wan 2.1 VAE decoder, {sum(p.numel() for p in base.decoder.parameters()) / 1e6:.1f} M params")
     for device in args.devices.split(","):
         print(f"\n== {device}: {machine(device)}")
-        print(f"{'dtype':>5} {'size':>8} {'call':>4} {'frames':>6} {'ms/frame':>9}")
+        print(f"{'dtype':>5} {'size':>8} {'call':>4} {'frames':>6} {'ms/frame':>9} {'cpu-ms/frame':>12}")
         for dname in args.dtypes.split(","):
             vae = copy.deepcopy(base).to(device=device, dtype=DTYPES[dname])
             vae.latents_per_pass = args.latents_per_pass
             for size in args.sizes.split(","):
                 h, w = (int(v) for v in size.split("x"))
                 rows = bench(vae, device, h, w, args.latents, args.per_call)
-                for i, (frames, sec) in enumerate(rows):
-                    print(f"{dname:>5} {size:>8} {i:>4} {frames:>6} {1000 * sec / frames:>9.1f}", flush=True)
+                for i, (frames, sec, cpu) in enumerate(rows):
+                    line = f"{dname:>5} {size:>8} {i:>4} {frames:>6} {1000 * sec / frames:>9.1f}"
+                    print(f"{line} {1000 * cpu / frames:>12.1f}", flush=True)
                 if len(rows) > 1:
-                    frames = sum(f for f, _ in rows[1:])
-                    sec = sum(s for _, s in rows[1:])
-                    print(
-                        f"{dname:>5} {size:>8} {'avg':>4} {frames:>6} {1000 * sec / frames:>9.1f}  (calls 1+)"
-                    )
+                    frames, sec, cpu = (sum(r[k] for r in rows[1:]) for k in range(3))
+                    line = f"{dname:>5} {size:>8} {'avg':>4} {frames:>6} {1000 * sec / frames:>9.1f}"
+                    print(f"{line} {1000 * cpu / frames:>12.1f}  (calls 1+)")
             del vae
 
 
