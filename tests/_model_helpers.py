@@ -59,3 +59,27 @@ def tiny_inputs(model: CausalWanModel, batch: int, num_frames: int, seed: int = 
 def frames(inp: dict, key: str, start: int, stop: int):
     t = inp[key]
     return None if t is None else t[:, start:stop]
+
+
+def seeded_weights_(model: torch.nn.Module, seed: int) -> None:
+    """Fill every parameter from one generator in sorted-name order (independent of the model's init code),
+    so reference outputs computed elsewhere (e.g. with the official implementation) stay reproducible."""
+    g = torch.Generator().manual_seed(seed)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in sorted(params):
+            p = params[name]
+            r = torch.randn(p.shape, generator=g)
+            if name.endswith("modulation"):
+                p.copy_(r / p.shape[-1] ** 0.5)
+            elif (
+                p.ndim == 1
+                and "norm" in name
+                or name.endswith(("proj.0.weight", "proj.4.weight"))
+                or (name.endswith("mouse_mlp.3.weight"))
+            ):
+                p.copy_(1 + 0.2 * r)  # norm scales
+            elif p.ndim == 1:
+                p.copy_(0.02 * r)  # biases
+            else:
+                p.copy_(r / p[0].numel() ** 0.5)  # fan-in scaled weights
