@@ -115,3 +115,37 @@ def test_bad_action_shapes_raise():
         model(inp["clean"], inp["cond"], t, inp["context"], torch.zeros(1, 3, 12, 2), inp["keyboard"])
     with pytest.raises(ValueError, match=r"keyboard windows must be \[B, F, 12, 7\]"):
         model(inp["clean"], inp["cond"], t, inp["context"], None, inp["keyboard"][..., :4])
+
+
+def test_cross_kv_once_per_session_and_reset_reuses_buffers():
+    model = tiny_model("tiny")
+    inp = tiny_inputs(model, 1, 6)
+    calls = []
+    model.img_emb.register_forward_hook(lambda *a: calls.append(1))
+    cache = model.new_cache(1, *inp["hw"], "cpu", torch.float32)
+
+    def session():
+        outs = []
+        with torch.no_grad():
+            for s in (0, 3):
+                for t in (900.0, 0.0):
+                    outs.append(
+                        model(
+                            inp["clean"][:, s : s + 3],
+                            frames(inp, "cond", s, s + 3),
+                            torch.full((1, 3), t),
+                            inp["context"],
+                            frames(inp, "mouse", s, s + 3),
+                            frames(inp, "keyboard", s, s + 3),
+                            cache=cache,
+                            start_frame=s,
+                        )  # fmt: skip
+                    )
+        return torch.stack(outs)
+
+    first = session()
+    assert len(calls) == 1  # image context embedded and projected to K/V on the first call only
+    ptrs = [t.data_ptr() for t in cache.tensors()]
+    cache.reset()
+    torch.testing.assert_close(session(), first, rtol=0, atol=0)
+    assert len(calls) == 2 and [t.data_ptr() for t in cache.tensors()] == ptrs
