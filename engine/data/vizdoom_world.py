@@ -120,12 +120,17 @@ def _vizdoom_children() -> set[int]:
 
 
 def _reap_on_exit(pids: set[int]) -> Optional[subprocess.Popen]:
-    """ViZDoom's engine process outlives a killed Python process; a tiny shell watchdog kills it then."""
+    """ViZDoom's engine process outlives a killed Python process; a tiny shell watchdog kills it then.
+
+    The watchdog stays in our process group (a group kill takes it too), ignores SIGINT/SIGHUP (Ctrl-C is
+    handled by Python), holds none of our pipes, and treats a zombie parent as dead."""
     if not pids:
         return None
-    kill = " ".join(str(p) for p in sorted(pids))
-    script = f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; kill -9 {kill} 2>/dev/null"
-    return subprocess.Popen(["sh", "-c", script], start_new_session=True, stdin=subprocess.DEVNULL)
+    me, kill = os.getpid(), " ".join(str(p) for p in sorted(pids))
+    alive = f"kill -0 {me} 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' /proc/{me}/status"
+    script = f"trap '' INT HUP; while {alive}; do sleep 1; done; kill -9 {kill} 2>/dev/null"
+    null = subprocess.DEVNULL
+    return subprocess.Popen(["sh", "-c", script], stdin=null, stdout=null, stderr=null)
 
 
 class VizDoomWorld:
