@@ -45,7 +45,7 @@ def load_image(path: str, height: int, width: int) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             image = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
         reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
         raise ImageFileError(
             f"{path}: cannot read as an image ({reason}); expected a PNG/JPEG/WebP/... file"

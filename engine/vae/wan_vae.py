@@ -168,7 +168,7 @@ class WanVAE(nn.Module):
         T' = 4n, or 1 + 4(n - 1) when these are the session's first latents. The cache passed in is
         left unchanged, so a caller may decode again from it.
         """
-        if z.ndim != 5 or z.shape[2] != self.z_dim:
+        if z.ndim != 5 or z.shape[2] != self.z_dim or z.shape[1] == 0:
             raise ValueError(f"latents must be [B, n, {self.z_dim}, h, w], got {tuple(z.shape)}")
         cache = WanDecodeCache(causal=cache.causal.copy(), latents_seen=cache.latents_seen)
         x = self.conv2(_layout(rearrange(self.denormalize(z).to(self._dtype), "b t c h w -> b c t h w")))
@@ -191,7 +191,8 @@ class WanConditionStream:
 
     Cost and memory per call depend only on the latents asked for, not on the session length. The gray
     tail reaches a fixed point: once a gray chunk leaves every cache slot bit-identical to the previous
-    chunk, every later latent equals the last one, so it is returned without running the encoder.
+    chunk (after ~30 latents for Wan 2.1), every later latent equals the last one, so it is returned
+    without running the encoder, and the encoder cache is freed.
     """
 
     def __init__(self, vae: WanVAE, image: torch.Tensor):
@@ -204,6 +205,8 @@ class WanConditionStream:
     @torch.no_grad()
     def next(self, num_latents: int) -> torch.Tensor:
         """The next `num_latents` latent frames: [B, n, C, h, w] (fp32)."""
+        if num_latents < 1:
+            raise ValueError(f"num_latents must be at least 1, got {num_latents}")
         return torch.cat([self._next_latent() for _ in range(num_latents)], dim=1)
 
     def _next_latent(self) -> torch.Tensor:
@@ -217,11 +220,16 @@ class WanConditionStream:
             chunk = self.image.new_zeros(b, c, self.vae.temporal, h, w)  # gray = 0 in [-1, 1]
         before = list(self.cache.slots)
         z = self.vae._encode_chunk(chunk, self.cache)
-        if self.emitted > 0 and all(
-            a is not None and b is not None and torch.equal(a, b)
-            for a, b in zip(before, self.cache.slots, strict=True)
+        if (
+            self.emitted > 0
+            and z.device.type != "meta"
+            and all(
+                a is not None and b is not None and torch.equal(a, b)
+                for a, b in zip(before, self.cache.slots, strict=True)
+            )
         ):
             self.steady = z
+            self.cache = CausalCache.empty(0)  # not needed any more: free the encoder's time context
         self.emitted += 1
         return z
 
