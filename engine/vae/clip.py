@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from engine.config import ImageEncoderConfig
+from engine.model.attention import attention
 from engine.vae.weights import WeightsFileError, check_keys, guess_model, read_state_dict
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -47,7 +48,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [B, L, D]
         qkv = rearrange(self.to_qkv(x), "b l (three n d) -> three b n l d", three=3, n=self.num_heads)
-        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # [B, N, L, Dh]
+        y = attention(qkv[0], qkv[1], qkv[2])  # [B, N, L, Dh]
         return self.proj(rearrange(y, "b n l d -> b l (n d)"))
 
 

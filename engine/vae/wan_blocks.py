@@ -26,6 +26,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from engine.model.attention import attention
+
 CACHE_T = 2  # frames of context a temporal kernel of size 3 needs
 
 
@@ -123,7 +125,7 @@ class AttentionBlock(nn.Module):
         identity = x
         y = self.norm(rearrange(x, "b c t h w -> (b t) c h w"))
         qkv = rearrange(self.to_qkv(y), "n (three c) h w -> three n 1 (h w) c", three=3)  # [3, BT, 1, L, C]
-        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # [BT, 1, L, C]
+        y = attention(qkv[0], qkv[1], qkv[2])  # [BT, 1, L, C]
         y = self.proj(rearrange(y, "n 1 (h w) c -> n c h w", h=h, w=w))
         return rearrange(y, "(b t) c h w -> b c t h w", t=t) + identity
 
