@@ -120,5 +120,11 @@ def test_latent_cache_alignment_and_vae_check(tmp_path):
     assert np.allclose(item["first_frame"], pixels["frames"][8])
     expect = PoolVAE().encode(pixels["frames"][None])[0, 2:5]
     assert np.allclose(item["latents"], expect, atol=2e-3)
+    seg = tmp_path / "seg"
+    cache_latents(data, PoolVAE(), seg, cfg, segment_frames=13, batch=2)  # frames 0..12 and 13..25
+    item = ClipDataset(data, latent_frames=2, latents=seg, vae_config=cfg)[4]  # segment 2, latents 1..2
+    assert item["start"] == 13 + 4 and np.allclose(item["keyboard"], pixels["keyboard"][17:22])
+    expect = PoolVAE().encode(pixels["frames"][None, 13:26])[0, 1:3]
+    assert np.allclose(item["latents"], expect, atol=2e-3)
     with pytest.raises(ValueError, match="different VAE config.*z_dim"):
         ClipDataset(data, latent_frames=3, latents=cache, vae_config=VAEConfig(kind="tiny", z_dim=16))

@@ -178,13 +178,15 @@ def cache_latents(
     device: str = "cpu",
     dtype: torch.dtype = torch.float32,
     store_dtype: str = "float16",
+    batch: int = 1,
 ) -> Path:
     """Encode every episode of a dataset with `vae` (engine.vae.protocol.VideoVAE) and store the latents.
 
     One .npy per episode segment ([1 + m, C, h, w], normalised latents) plus out/index.json recording the
     VAE fingerprint (config + checkpoint digest) and the segments. segment_frames None encodes whole
     episodes (trimmed to 1 + 4m frames); otherwise episodes are cut into independent segments of that
-    many frames (each segment's latent 0 is a true first-frame latent, as at inference).
+    many frames (each segment's latent 0 is a true first-frame latent, as at inference), encoded
+    `batch` segments at a time.
     """
     from tqdm import tqdm
 
@@ -193,19 +195,24 @@ def cache_latents(
     segs, shape = [], None
     for sh, ep, start, length in tqdm(data.runs(), desc="encoding", unit="episode"):
         shard = data.shards[sh]
-        for a, n in segments(start, length, segment_frames):
-            x = to_model_frames(shard.frames[a : a + n])[None].to(device, dtype)  # [1, T, 3, H, W]
-            z = vae.encode(x)[0].float().cpu().numpy()  # [1 + m, C, h, w]
-            if z.shape[0] != 1 + (n - 1) // 4:
+        parts = segments(start, length, segment_frames)
+        for i in range(0, len(parts), batch):
+            group = parts[i : i + batch]  # equal lengths, except a whole episode (one part)
+            x = torch.stack([to_model_frames(shard.frames[a : a + n]) for a, n in group])  # [B, T, 3, H, W]
+            z = vae.encode(x.to(device, dtype)).float().cpu().numpy()  # [B, 1 + m, C, h, w]
+            n = group[0][1]
+            if z.shape[1] != 1 + (n - 1) // 4:
                 raise ValueError(
-                    f"VAE encoded {n} frames to {z.shape[0]} latents, expected {1 + (n - 1) // 4}"
+                    f"VAE encoded {n} frames to {z.shape[1]} latents, expected {1 + (n - 1) // 4}"
                 )
-            shape = list(z.shape[1:])
-            name = f"{shard.name}_e{ep:05d}_f{a:06d}.npy"
-            np.save(out / name, z.astype(store_dtype))
-            segs.append(
-                dict(shard=shard.name, episode=ep, start=a, video_frames=n, latent_frames=len(z), file=name)
-            )
+            shape = list(z.shape[2:])
+            for (a, n), zb in zip(group, z, strict=True):
+                name = f"{shard.name}_e{ep:05d}_f{a:06d}.npy"
+                np.save(out / name, zb.astype(store_dtype))
+                seg = dict(
+                    shard=shard.name, episode=ep, start=a, video_frames=n, latent_frames=len(zb), file=name
+                )
+                segs.append(seg)
     index = dict(
         format=LATENT_FORMAT,
         vae=vae_fingerprint(vae_config),
