@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compare-preset", default="vizdoom", help="the real world for --compare (default vizdoom)"
     )
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -106,6 +107,8 @@ def scripted_actions(args, preset: Preset) -> tuple[ActionBlock, int]:
 def validate(args, parser: argparse.ArgumentParser) -> None:
     if args.frames is not None and args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.fps is not None and args.fps <= 0:
         raise ValueError(f"--fps must be > 0, got {args.fps}")
     if (args.headless or args.replay) and not args.out:
@@ -126,6 +129,10 @@ def run(argv: Optional[list[str]] = None) -> int:
             print(name)
         return 0
     validate(args, parser)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     device = args.device or default_device()
     if args.replay:
         return _replay(args, device)

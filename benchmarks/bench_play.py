@@ -27,6 +27,8 @@ from engine.config import load_preset  # noqa: E402
 
 
 def bench_headless(preset, args) -> dict:
+    import torch
+
     t0 = time.perf_counter()
     world = build_world(preset, args.checkpoint, args.device, args.dtype)
     load_s = time.perf_counter() - t0
@@ -53,6 +55,7 @@ def bench_headless(preset, args) -> dict:
         "preset": preset.name,
         "device": args.device,
         "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
         "size": [spec.height, spec.width],
         "native_fps": spec.fps,
         "blocks": args.blocks,
@@ -101,11 +104,16 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="bf16")
     p.add_argument("--blocks", type=int, default=100)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument(
         "--window-seconds", type=float, default=0, help="also run the window for this long (0 = skip)"
     )
     p.add_argument("--json", help="write the results here too")
     args = p.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     preset = load_preset(args.preset)
     result = {"headless": bench_headless(preset, args)}
     if args.window_seconds > 0:
