@@ -103,9 +103,10 @@ def test_window_keys_pause_hud_screenshot_record_toggle(tmp_path):
     seen = {}
 
     def script(app, tick):
+        if tick == 5:
+            key(pygame.KEYDOWN, pygame.K_r)  # start recording mid-session
         if tick == 15:
             key(pygame.KEYDOWN, pygame.K_h)  # HUD off
-            key(pygame.KEYDOWN, pygame.K_r)  # start recording
             key(pygame.KEYDOWN, pygame.K_EQUALS)  # sensitivity up
         if tick == 16:
             seen["hud"] = app.show_hud
@@ -118,6 +119,7 @@ def test_window_keys_pause_hud_screenshot_record_toggle(tmp_path):
             seen["still"] = app.frames_shown
             seen["rec"] = app.stats().recording
             key(pygame.KEYDOWN, pygame.K_p)
+        if tick == 60:
             key(pygame.KEYDOWN, pygame.K_ESCAPE)  # mouse not captured: quit
 
     app.options.recordings_root = str(tmp_path / "recs")
@@ -129,10 +131,20 @@ def test_window_keys_pause_hud_screenshot_record_toggle(tmp_path):
     recs = os.listdir(tmp_path / "recs")
     assert len(recs) == 1
     meta = json.loads((tmp_path / "recs" / recs[0] / "meta.json").read_text())
-    assert meta["complete"] and meta["video_start_frame"] > 0
+    assert meta["complete"] and meta["video_start_frame"] > 0 and meta["frames"] > 0
     rows = read_jsonl(tmp_path / "recs" / recs[0] / "actions.jsonl")
     assert rows[0]["frame"] == 0  # actions from the session start, so the recording replays
     assert meta["frames"] == len(rows) - meta["video_start_frame"]
+    from app.replay import replay_recording
+
+    result = replay_recording(
+        str(tmp_path / "recs" / recs[0]),
+        str(tmp_path / "again"),
+        progress=False,
+        world_factory=lambda preset: FakeWorld(),
+    )
+    assert result.identical
+    assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "again" / "video.mp4"))[0] == meta["frames"]
 
 
 def test_restart_clears_queue_and_starts_new_session(tmp_path):
