@@ -328,6 +328,9 @@ class App:
         times = self._tick_times
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         notice = self.notice if time.perf_counter() < self._notice_until else self.gen.notice
+        rec = self.gen.rollout.recorder if self.gen.rollout is not None else None
+        if rec is not None and rec.error is not None:
+            notice = f"recording failed: {rec.error}"
         spec = self.world.spec
         return HudStats(
             preset=spec.name,
