@@ -23,11 +23,20 @@ from engine.config import Preset, list_presets, load_preset, preset_to_dict
 log = logging.getLogger("worldplayer")
 DEFAULT_PRESET = "doom"
 DEFAULT_BENCH_FRAMES = 120
+KEYS_HELP = """window keys:
+  W A S D move (universal), mouse / I J K L look; gta_drive: W S throttle, A D steer;
+  templerun: W jump, S slide, A D side step, Q E or arrows turn
+  Tab capture/release the mouse   +/- mouse sensitivity   P pause   R record on/off
+  Backspace restart   ] next start image   N dream a new start scene   H HUD
+  F11 fullscreen   F12 screenshot   Esc release the mouse, then quit"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="worldplayer", description="Play a neural world model live, headless, or replay."
+        prog="worldplayer",
+        description="Play a neural world model live, headless, or replay.",
+        epilog=KEYS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--preset", default=DEFAULT_PRESET, help=f"preset name in configs/ (default {DEFAULT_PRESET})"
