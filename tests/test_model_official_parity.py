@@ -1,10 +1,11 @@
 """Parity with the official Matrix-Game 2.0 implementation (commit 3ceb311, KV-cache inference path).
 
-`tests/fixtures/model_official_parity.safetensors` holds strided samples of the official model's outputs for
-the config and inputs built here (3 blocks, a denoising pass and the context pass each; the 6-frame window rolls
-in block 2). It was produced once by running the official `CausalWanModel` on CPU in fp32 (flash-attn calls
-replaced by SDPA) with exactly these weights (`seeded_weights_`) and inputs; the official code is not part of
-this repository. 880 tokens per frame (44 x 80 latents) because the official action module asserts it.
+`tests/fixtures/model_official_parity.safetensors` holds strided samples of the official model's outputs
+for the config and inputs built here (3 blocks, a denoising pass and the context pass each; the 6-frame
+window rolls in block 2). It was produced once by running the official `CausalWanModel` on CPU in fp32
+(flash-attn calls replaced by SDPA) with exactly these weights (`seeded_weights_`) and inputs; the official
+code is not part of this repository. 880 tokens per frame (44 x 80 latents) because the official action
+module asserts it.
 """
 
 from __future__ import annotations
