@@ -242,7 +242,7 @@ def load_session(
     path = resolve_path(checkpoint or preset.checkpoint)
     model = CausalWanModel(preset.model)
     if path:
-        load_weights_into(model, path, preset.model)
+        load_weights_into(model, path, preset)
     vae = build_vae(preset.vae, vae_checkpoint)
     encoder = build_image_encoder(preset.image_encoder, image_encoder_checkpoint)
     return WorldModelSession(preset, model, vae, encoder, device=device, dtype=dtype, checkpoint=path)
