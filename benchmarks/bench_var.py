@@ -29,7 +29,7 @@ from engine.var.dream import ASSETS_DIR, DEFAULT_SAMPLING, load_generator  # noq
 from engine.var.frames import load_frames  # noqa: E402
 from engine.var.sample import sample, sample_collaborative  # noqa: E402
 from engine.var.speculative import SpecConfig, sample_speculative  # noqa: E402
-from engine.var.train import to_pixels  # noqa: E402
+from engine.var.train import psnr, to_pixels  # noqa: E402
 
 
 def modes(target, draft):
@@ -65,46 +65,75 @@ def as_draft(out):
 
 
 @torch.no_grad()
-def run_mode(fn, vae, n_images, num_classes, sc):
-    quant, k = vae.quantize, vae.quantize.num_steps
-    f_hats, times, agg = [], [], {}
-    for i in range(n_images):
+def generate(all_modes: dict, names: list[str], vae, images: range, num_classes: int, sc) -> dict:
+    """Run every mode on every image, interleaved (image-major) so that CPU contention hits all modes alike.
+    Returns name -> {"times": [...], "stats": {...summed}, "f_hat": [N, Cv, h, w], "labels": [N]}."""
+    quant = vae.quantize
+    raw = {n: {"times": [], "stats": {}, "f_hat": [], "labels": []} for n in names}
+    for i in images:
         label = torch.tensor([i % num_classes])
-        gd, ga = torch.Generator().manual_seed(i), torch.Generator().manual_seed(10_000 + i)
+        for name in names:
+            gd, ga = torch.Generator().manual_seed(i), torch.Generator().manual_seed(10_000 + i)
+            t0 = time.perf_counter()
+            out = all_modes[name](quant, label, sc, gd, ga)
+            r = raw[name]
+            r["times"].append(time.perf_counter() - t0)
+            r["f_hat"].append(out.f_hat)
+            r["labels"].append(i % num_classes)
+            for key, v in vars(out.stats).items():
+                r["stats"][key] = np.add(r["stats"].get(key, 0), v)
+        print(f"image {i} done", flush=True)
+    for r in raw.values():
+        r["f_hat"] = torch.cat(r["f_hat"])
+    return raw
+
+
+def merge(shards: list[dict]) -> dict:
+    out = {}
+    for name in shards[0]:
+        rs = [s[name] for s in shards]
+        out[name] = {
+            "times": sum((r["times"] for r in rs), []),
+            "labels": sum((r["labels"] for r in rs), []),
+            "f_hat": torch.cat([r["f_hat"] for r in rs]),
+            "stats": {k: sum(np.asarray(r["stats"][k]) for r in rs) for k in rs[0]["stats"]},
+        }
+    return out
+
+
+@torch.no_grad()
+def evaluate(raw: dict, vae, clf, f_real: np.ndarray) -> dict:
+    """Counters per image, acceptance per step, ms per image, decode time, FD and class accuracy per mode."""
+    res = {}
+    for name, r in raw.items():
+        n, st = len(r["times"]), r["stats"]
         t0 = time.perf_counter()
-        out = fn(quant, label, sc, gd, ga)
-        times.append(time.perf_counter() - t0)
-        f_hats.append(out.f_hat)
-        for name, v in vars(out.stats).items():
-            agg[name] = np.add(agg.get(name, 0), v)
-    f_hat = torch.cat(f_hats)
-    t0 = time.perf_counter()
-    imgs = torch.cat([vae.fhat_to_img(f_hat[j : j + 25]) for j in range(0, len(f_hat), 25)])
-    decode_s = (time.perf_counter() - t0) / n_images
-    per_img = {
-        n: float(agg[n]) / n_images for n in ("target_calls", "draft_calls", "target_rows", "draft_rows")
-    }
-    acc_tok = [
-        a / d if d else None for a, d in zip(agg["tokens_accepted"], agg["tokens_drafted"], strict=True)
-    ]
-    acc_step = [
-        a / d if d else None for a, d in zip(agg["steps_accepted"], agg["steps_drafted"], strict=True)
-    ]
-    res = dict(
-        per_img,
-        ms_per_image=1000 * float(np.mean(times)),
-        ms_median=1000 * float(np.median(times)),
-        decode_ms_per_image=1000 * decode_s,
-        token_accept=acc_tok,
-        step_accept=acc_step,
-        steps=k,
-    )
-    return res, imgs
+        imgs = torch.cat([vae.fhat_to_img(r["f_hat"][j : j + 25]) for j in range(0, n, 25)])
+        decode_ms = 1000 * (time.perf_counter() - t0) / n
+        feats, pred = extract(clf, imgs)
+        per = {k: float(st[k]) / n for k in ("target_calls", "draft_calls", "target_rows", "draft_rows")}
+        div = lambda a, d: [float(x) / float(y) if y else None for x, y in zip(a, d, strict=True)]
+        res[name] = dict(
+            per,
+            images=n,
+            ms_per_image=1000 * float(np.mean(r["times"])),
+            ms_median=1000 * float(np.median(r["times"])),
+            decode_ms_per_image=decode_ms,
+            token_accept=div(st["tokens_accepted"], st["tokens_drafted"]),
+            step_accept=div(st["steps_accepted"], st["steps_drafted"]),
+            **{"FD vs real val": frechet_distance(feats, f_real)},
+            **{"class accuracy": float((pred == np.asarray(r["labels"])).mean())},
+        )
+        if name == "target":
+            res["_target_imgs"] = imgs[:40]
+    return res
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=100)
+    p.add_argument("--shard", default="0/1", help="i/n: generate images i, i+n, ... and save raw results")
+    p.add_argument("--merge", nargs="*", default=None, help="raw shard files to evaluate together")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--modes", nargs="*", default=None, help="subset of modes (default: all)")
     p.add_argument("--assets", default=str(ASSETS_DIR))
@@ -115,10 +144,21 @@ def main() -> None:
     vae, target, draft = load_generator(a.assets)
     if draft is None:
         raise ValueError(f"bench_var needs {a.assets}/var_draft.safetensors")
+    sc, ncls = DEFAULT_SAMPLING, target.cfg.num_classes
+    if a.merge is None:
+        all_modes = modes(target, draft)
+        names = a.modes or list(all_modes)
+        i, n = (int(x) for x in a.shard.split("/"))
+        raw = generate(all_modes, names, vae, range(i, a.images, n), ncls, sc)
+        if n > 1:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(raw, a.out)
+            return
+    else:
+        raw = merge([torch.load(f, weights_only=False) for f in a.merge])
     clf = FrameClassifier()
     clf.load_state_dict(load_file(str(Path(a.assets) / "classifier.safetensors")))
     clf.eval()
-    sc, ncls = DEFAULT_SAMPLING, target.cfg.num_classes
     x_val, y_val = load_frames(a.data / "val")
     real = to_pixels(x_val)
     f_real, pred_real = extract(clf, real)
@@ -127,30 +167,36 @@ def main() -> None:
     f_rec, _ = extract(clf, recon)
     x_tr, _ = load_frames(a.data / "train")
     f_tr, _ = extract(clf, to_pixels(x_tr[:: max(1, len(x_tr) // len(x_val))][: len(x_val)]))
+    res = evaluate(raw, vae, clf, f_real)
+    grid = res.pop("_target_imgs", None)
     report = {
-        "sampling": vars(sc) if hasattr(sc, "__dict__") else str(sc),
-        "images": a.images,
+        "sampling": str(sc),
         "target_params_M": sum(p.numel() for p in target.parameters()) / 1e6,
         "draft_params_M": sum(p.numel() for p in draft.parameters()) / 1e6,
         "reference": {
             "FD real train vs real val": frechet_distance(f_tr, f_real),
             "FD tokenizer reconstructions vs real val": frechet_distance(f_rec, f_real),
+            "tokenizer PSNR on real val (dB)": psnr(recon, real),
             "classifier accuracy on real val": float((pred_real == y_val).mean()),
         },
-        "modes": {},
+        "modes": res,
     }
-    print(json.dumps(report["reference"], indent=1), flush=True)
-    all_modes = modes(target, draft)
-    for name in a.modes or list(all_modes):
-        res, imgs = run_mode(all_modes[name], vae, a.images, ncls, sc)
-        feats, pred = extract(clf, imgs)
-        res["FD vs real val"] = frechet_distance(feats, f_real)
-        res["class accuracy"] = float((pred == np.arange(a.images) % ncls).mean())
-        report["modes"][name] = res
-        print(name, json.dumps({k: v for k, v in res.items()}), flush=True)
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(report, indent=1))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(report, indent=1))
+    if grid is not None and len(grid) >= 5:
+        save_grid(grid, a.out.with_suffix(".png"))
+    print(json.dumps(report["reference"], indent=1))
     print(table(report))
+
+
+def save_grid(imgs: torch.Tensor, path: Path, cols: int = 5) -> None:
+    """[N, 3, H, W] in [-1, 1] -> one PNG grid (first N - N % cols images)."""
+    from PIL import Image
+
+    a = ((imgs + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    n = len(a) // cols * cols
+    rows = [np.concatenate(list(a[r : r + cols]), 1) for r in range(0, n, cols)]
+    Image.fromarray(np.concatenate(rows, 0)).save(path)
 
 
 def table(report: dict) -> str:

@@ -138,6 +138,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", type=Path, default=Path("data/var_frames"))
     p.add_argument("--runs", type=Path, default=Path("runs/var"))
+    p.add_argument("--stride", type=int, default=2, help="var: use every stride-th training frame")
     p.add_argument(
         "--resume", type=Path, default=None, help="tokenizer: decoder-only stage from these weights"
     )
