@@ -1,8 +1,8 @@
 """worldplayer: play a neural world model live in a window, headless, or replay a recording.
 
-    python main.py                       # play the default preset
-    python main.py --headless --preset tiny --actions bench:random --frames 60 --out out/run
-    python main.py --replay out/run --out out/replay
+Examples: `python main.py` (the default preset in a window);
+`python main.py --headless --preset tiny --actions bench:random --frames 60 --out out/run`;
+`python main.py --replay out/run --out out/replay`. Everything else lives in `app/`.
 """
 
 import signal
