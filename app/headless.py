@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import resource
+import sys
 import time
 from typing import Optional
 
@@ -25,9 +25,13 @@ from engine.world import World
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MiB (Linux reports KiB, macOS bytes)."""
+    """Peak resident memory of this process in MiB (0.0 where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1 << 20) if os.uname().sysname == "Darwin" else rss / 1024
+    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024  # macOS: bytes, Linux: KiB
 
 
 def run_headless(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ class AppOptions:
 
 def check_display() -> None:
     """Fail fast (before loading a model) when there is clearly no display to open a window on."""
-    if os.name != "posix" or os.uname().sysname != "Linux" or os.environ.get("SDL_VIDEODRIVER"):
+    if not sys.platform.startswith("linux") or os.environ.get("SDL_VIDEODRIVER"):
         return
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise NoDisplayError("no display found (DISPLAY is not set); pass --headless to run without a window")
