@@ -1,0 +1,72 @@
+"""Training checkpoints: weights in safetensors (with their config), training state for exact resume.
+
+A run folder holds:
+  model.safetensors  the trained weights (world models: the preset JSON under `worldplayer_preset`)
+  ema.safetensors    EMA weights (world models)
+  state.pt           optimiser, LR schedule, step, data-sampler and RNG states (torch/numpy/python)
+Files are written to a temporary name and renamed, so a crash mid-save leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Safetensors file of plain contiguous CPU tensors plus string metadata, written atomically."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def save_train_state(out_dir: Path, state: dict) -> None:
+    """Write state.pt (optimiser, step, sampler/RNG states, ...) plus the global RNG states."""
+    atomic_save({**state, "rng": rng_state()}, out_dir / "state.pt")
+
+
+def load_train_state(out_dir: Path) -> Optional[dict]:
+    """The saved training state of a run folder, or None when it has none (a fresh run)."""
+    path = out_dir / "state.pt"
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise ValueError(f"cannot read training state {path}: {e}") from None
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (OSError, RuntimeError) as e:
+        raise ValueError(f"cannot read weights {path}: {e}") from None

@@ -1,0 +1,104 @@
+"""Training configs: frozen dataclasses filled from YAML (`configs/train/*.yaml`) plus CLI overrides.
+
+YAML and `key=value` overrides are merged over the structured dataclass with OmegaConf, so an
+unknown or misspelled key is a ValueError naming it, never a silent default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, TypeVar
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What every trainer shares: output folder, length, optimiser, logging and checkpoint cadence."""
+
+    out_dir: str = "runs/train"
+    steps: int = 1000
+    batch_size: int = 2  # per process
+    lr: float = 2e-4
+    min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = leave as is
+    bf16: bool = True  # autocast matmuls/convs to bf16 (CPU and GPU)
+    log_every: int = 10  # JSONL metrics every N steps
+    ckpt_every: int = 200  # steps between checkpoints
+    ckpt_every_s: float = 600.0  # also checkpoint when this many seconds passed (0 = off)
+    sample_every: int = 0  # steps between sample videos (0 = off)
+    eval_every: int = 0  # steps between held-out evaluations (0 = off)
+    progress: bool = True  # tqdm bar
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    """`python -m engine.train vae`: the tiny causal VAE on consecutive game frames."""
+
+    preset: str = "doom"  # its `vae` section says which VAE and its size
+    data: tuple[str, ...] = ("data/doom2",)  # folders of shards (engine.data) or of frames*.npz
+    eval_data: tuple[str, ...] = ()
+    clip_frames: int = 9  # 1 + 4k video frames per training clip
+    crop: tuple[int, int] = (72, 128)  # random crop (H, W), multiples of 8; (0, 0) = full frames
+    l1: float = 1.0
+    l2: float = 1.0
+    edge: float = 0.5  # L1 on Sobel gradients
+    latent_l2: float = 1e-4  # keeps raw latents small before the soft clamp
+    latent_noise: float = 0.15  # decoder sees z + U(0, latent_noise) * N(0, 1) (normalised units)
+    stats_momentum: float = 0.99  # running per-channel latent mean/std stored in the checkpoint
+    eval_clips: int = 16
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+@dataclass(frozen=True)
+class WorldTrainConfig:
+    """`python -m engine.train world`: a CausalWanModel on cached latents and per-frame actions."""
+
+    preset: str = "doom"  # model, VAE, sampler, resolution
+    data: tuple[str, ...] = ("data/doom2",)
+    latents: str = ""  # latent cache folder; default <out_dir>/latents
+    mode: str = "base"  # "base" (one clip) or "autoregressive" (context clip + target clip)
+    init: str = ""  # weights to start from (e.g. a base-stage checkpoint)
+    clip_latents: int = 6  # latent frames of the (target) clip; multiple of num_frame_per_block
+    context_latents: int = 3  # autoregressive: clean context latent frames before the target clip
+    curriculum_fraction: float = 1 / 3  # autoregressive: first third also trains the context
+    context_weight: float = 0.3
+    target_weight: float = 0.7
+    few_step: float = 0.5  # fraction of target frames noised at the sampler's few-step timesteps
+    context_noise_max: float = 0.0  # autoregressive: context frames get t ~ U(0, this) (0 = clean)
+    action_dropout: float = 0.1  # drop all actions of a sample with this probability
+    ema: float = 0.999
+    ema_start: int = 100
+    use_timestep_weight: bool = False  # FlowMatchScheduler training weights
+    sample_blocks: int = 4  # blocks in sample videos / eval rollouts
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+T = TypeVar("T")
+
+
+def load_train_config(cls: type[T], path: Optional[str], overrides: Sequence[str] = ()) -> T:
+    """Build `cls` from a YAML file (or none) and `key=value` overrides; ValueError on a bad key or value."""
+    where = path or "<defaults>"
+    try:
+        base = OmegaConf.structured(cls)
+        parts = [base]
+        if path:
+            if not Path(path).is_file():
+                raise ValueError(f"training config {path} does not exist")
+            parts.append(OmegaConf.load(path))
+        parts.append(OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_object(OmegaConf.merge(*parts))
+    except OmegaConfBaseException as e:
+        raise ValueError(f"invalid training config {where}: {str(e).splitlines()[0]}") from None
+
+
+def config_to_dict(cfg) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)

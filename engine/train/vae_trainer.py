@@ -1,0 +1,195 @@
+"""Train the tiny causal VAE: `python -m engine.train vae --config configs/train/doom_vae.yaml`.
+
+Loss: L1 + L2 + Sobel-edge L1 on the reconstruction, a small L2 on raw latents; the decoder also
+learns from noisy latents (z + U(0, latent_noise) * N(0, 1), normalised units) so it stays robust to
+world-model errors. Per-channel latent mean/std are tracked as running statistics and stored in the
+weights, so `encode` gives roughly unit-variance latents. Held-out PSNR is logged every `eval_every`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from engine.config import load_preset
+from engine.train.ckpt import load_train_state, load_weights, save_train_state, save_weights, set_rng_state
+from engine.train.config import VAETrainConfig, config_to_dict
+from engine.train.frame_clips import FrameClips, load_episodes
+from engine.train.losses import psnr, reconstruction_loss
+from engine.train.runtime import (
+    MetricsLog,
+    Throughput,
+    all_reduce_mean,
+    autocast,
+    lr_at,
+    progress,
+    setup_dist,
+    unwrap,
+    wrap_ddp,
+)
+from engine.vae.tiny_vae import SAFETENSORS_KEY, TinyVAE, vae_config_json
+from engine.vae.tiny_vae_blocks import interleave_first, soft_clamp
+
+
+class VAEObjective(torch.nn.Module):
+    """encode -> (noisy) decode -> loss, as one module so DDP can wrap it."""
+
+    def __init__(self, vae: TinyVAE, cfg: VAETrainConfig):
+        super().__init__()
+        self.vae, self.cfg = vae, cfg
+
+    def forward(
+        self, video: torch.Tensor, noise_scale: torch.Tensor
+    ) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """video [B, 1 + 4k, 3, H, W]; noise_scale [B]. Returns (loss, parts, raw latents)."""
+        vae, cfg = self.vae, self.cfg
+        raw, _ = vae.encoder(interleave_first(video), None)  # [B, 1 + k, C, h, w]
+        raw = soft_clamp(raw.float())
+        z = vae.normalize(raw)
+        z = z + noise_scale[:, None, None, None, None] * torch.randn_like(z)
+        x, _ = vae.decoder(vae.denormalize(z))  # [B, 4(1 + k), 3, H, W]
+        parts = reconstruction_loss(x[:, 3:], video, cfg.l1, cfg.l2, cfg.edge)
+        reg = raw.pow(2).mean()
+        loss = parts["loss"] + cfg.latent_l2 * reg
+        return loss, parts, raw.detach()
+
+
+@torch.no_grad()
+def init_pca(vae: TinyVAE, video: torch.Tensor) -> float:
+    """Start the linear shortcuts as a PCA of 8x8 patches and zero the conv paths' outputs.
+
+    video: [B, T, 3, H, W] sample frames. The VAE then starts as the best linear 16-channel code of a
+    patch (a blurry but correct image), and the conv paths learn the detail on top. Returns the scale.
+    """
+    import torch.nn.functional as F
+
+    z = vae.z_dim
+    patches = F.pixel_unshuffle(video.flatten(0, 1).float(), 8)  # [N, 192, h, w]
+    x = patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1]).double()  # [M, 192]
+    mean = x.mean(0)
+    _, sv, vh = torch.linalg.svd(x - mean, full_matrices=False)
+    basis = vh[:z]  # [z, 192]
+    scale = float(sv[0] / (len(x) ** 0.5))  # std of the first component -> coefficients ~ unit scale
+    enc, dec = vae.encoder, vae.decoder
+    enc.shortcut.weight.copy_((basis / scale).float()[:, :, None, None])
+    enc.shortcut.bias.copy_(-(basis @ mean / scale).float())
+    w = (basis.t() * scale).float()  # [192, z]
+    dec.shortcut.weight.copy_(w.repeat(4, 1)[:, :, None, None])
+    dec.shortcut.bias.copy_(mean.float().repeat(4))
+    torch.nn.init.zeros_(enc.head.weight)
+    torch.nn.init.zeros_(enc.head.bias)
+    torch.nn.init.zeros_(dec.head[1].weight)
+    torch.nn.init.zeros_(dec.head[1].bias)
+    return scale
+
+
+@torch.no_grad()
+def update_latent_stats(vae: TinyVAE, raw: torch.Tensor, momentum: float, first: bool) -> None:
+    """Running per-channel mean/std of raw latents [B, n, C, h, w]."""
+    mean = raw.float().mean(dim=(0, 1, 3, 4))
+    std = raw.float().std(dim=(0, 1, 3, 4)).clamp(min=1e-3)
+    m = 0.0 if first else momentum
+    vae.latent_mean.mul_(m).add_((1 - m) * mean)
+    vae.latent_std.mul_(m).add_((1 - m) * std)
+
+
+@torch.no_grad()
+def evaluate(vae: TinyVAE, clips: torch.Tensor, bf16: bool) -> float:
+    """Held-out PSNR (dB) of encode -> decode, one clip at a time."""
+    vae.eval()
+    preds = []
+    with autocast(clips.device, bf16):
+        for i in range(len(clips)):
+            preds.append(vae.decode(vae.encode(clips[i : i + 1])).float())
+    vae.train()
+    return psnr(torch.cat(preds), clips)
+
+
+def save_vae(vae: TinyVAE, path: Path) -> None:
+    save_weights(vae.state_dict(), path, {SAFETENSORS_KEY: vae_config_json(vae.cfg)})
+
+
+def train_vae(cfg: VAETrainConfig) -> dict:
+    """Run (or resume) VAE training; returns the final metrics."""
+    run = cfg.run
+    d = setup_dist(run)
+    preset = load_preset(cfg.preset)
+    vae_cfg = replace(preset.vae, checkpoint="")
+    if vae_cfg.kind != "tiny":
+        raise ValueError(f"preset {cfg.preset}: the VAE trainer trains vae.kind 'tiny', got {vae_cfg.kind!r}")
+    if (cfg.clip_frames - 1) % 4:
+        raise ValueError(f"clip_frames must be 1 + 4k, got {cfg.clip_frames}")
+    out = Path(run.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = FrameClips(load_episodes(cfg.data), cfg.clip_frames, tuple(cfg.crop))
+    eval_clips = None
+    if cfg.eval_data and run.eval_every:
+        eval_clips = (
+            FrameClips(load_episodes(cfg.eval_data), cfg.clip_frames).fixed(cfg.eval_clips).to(d.device)
+        )
+
+    torch.manual_seed(run.seed)
+    vae = TinyVAE(vae_cfg).to(d.device)
+    objective = wrap_ddp(VAEObjective(vae, cfg), d)
+    opt = torch.optim.AdamW(vae.parameters(), lr=run.lr, betas=run.betas, weight_decay=run.weight_decay)
+    gen = torch.Generator().manual_seed(run.seed * 1000 + d.rank)
+    step = 0
+    state = load_train_state(out)
+    if state is not None:
+        vae.load_state_dict(load_weights(out / "model.safetensors"))
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["sampler"][d.rank] if d.world > 1 else state["sampler"][0])
+        set_rng_state(state["rng"])
+        step = state["step"]
+    else:
+        init_pca(vae, data.sample(16, torch.Generator().manual_seed(run.seed)))
+    log = MetricsLog(out / "metrics.jsonl", d.main)
+    if d.main:
+        (out / "config.yaml").write_text(str(config_to_dict(cfg)))
+    bar = progress(run.steps, step, d.main and run.progress, "vae")
+    speed, last_save, last = Throughput(), time.time(), {}
+    while step < run.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, run)
+        video = data.sample(run.batch_size, gen).to(d.device)
+        noise_scale = torch.rand(run.batch_size, generator=gen).to(d.device) * cfg.latent_noise
+        with autocast(d.device, run.bf16):
+            loss, parts, raw = objective(video, noise_scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(vae.parameters(), run.grad_clip)
+        opt.step()
+        update_latent_stats(vae, raw, cfg.stats_momentum, step == 0)
+        step += 1
+        speed.add(run.batch_size * d.world)
+        if step % run.log_every == 0 or step == run.steps:
+            last = {k: float(all_reduce_mean(v.detach().float(), d)) for k, v in parts.items()}
+            last.update(samples_per_s=speed.rate(), grad_norm=float(gnorm), lr=lr_at(step - 1, run))
+            log.write(step, **last)
+            bar.set_postfix(loss=f"{last['loss']:.4f}", sps=f"{last['samples_per_s']:.2f}")
+        bar.update(1)
+        if eval_clips is not None and d.main and (step % run.eval_every == 0 or step == run.steps):
+            last["eval_psnr"] = evaluate(unwrap(objective).vae, eval_clips, run.bf16)
+            log.write(step, eval_psnr=last["eval_psnr"])
+        due = step % run.ckpt_every == 0 or (run.ckpt_every_s and time.time() - last_save > run.ckpt_every_s)
+        if due or step == run.steps:
+            _checkpoint(out, vae, opt, gen, step, d)
+            last_save = time.time()
+    bar.close()
+    return last
+
+
+def _checkpoint(out: Path, vae: TinyVAE, opt, gen: torch.Generator, step: int, d) -> None:
+    if d.world > 1:
+        import torch.distributed as dist
+
+        states = [None] * d.world
+        dist.all_gather_object(states, gen.get_state())
+    else:
+        states = [gen.get_state()]
+    if d.main:
+        save_vae(vae, out / "model.safetensors")
+        save_train_state(out, {"optimizer": opt.state_dict(), "sampler": states, "step": step})

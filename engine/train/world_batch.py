@@ -1,0 +1,95 @@
+"""Training batches for the world model from a `LatentCache`, built with the pipeline's own functions.
+
+A batch is one sequence of latent frames per sample at absolute positions start .. start + F - 1 of a
+clip (position 0 = the start image): clean latents, cond_concat = `engine.conditioning.mask_latents`
+of the condition-stream latents (exactly what the streaming session feeds the model), and action
+windows from `engine.actions.gather_windows`. Per-block timesteps and loss weights are drawn here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from engine.actions import gather_windows
+from engine.conditioning import mask_latents
+from engine.scheduler import sample_train_timesteps
+from engine.train.latent_cache import LatentCache
+
+
+@dataclass
+class WorldBatch:
+    x0: torch.Tensor  # [B, F, C, h, w] clean latents
+    cond: torch.Tensor  # [B, F, 4 + C, h, w] mask + image latents
+    keyboard: torch.Tensor  # [B, F, 12, K] windows
+    mouse: torch.Tensor  # [B, F, 12, 2] windows
+    start: int  # absolute latent position of frame 0 of the sequence
+
+    def to(self, device) -> "WorldBatch":
+        return WorldBatch(
+            *(t.to(device) for t in (self.x0, self.cond, self.keyboard, self.mouse)), self.start
+        )
+
+
+def sample_batch(
+    cache: LatentCache,
+    batch: int,
+    num_latents: int,
+    start: int,
+    gen: torch.Generator,
+    clips: Optional[list] = None,
+) -> WorldBatch:
+    """`batch` sequences of `num_latents` latents at positions start.. (clip indices from gen or `clips`)."""
+    r = cache.start_cond.shape[1]
+    xs, conds, kbs, mss = [], [], [], []
+    picks = clips if clips is not None else torch.randint(cache.num_clips, (batch,), generator=gen).tolist()
+    for c in picks:
+        ep, j0 = cache.starts[c].tolist()
+        l0, f0 = int(cache.ep_latent0[ep]), int(cache.ep_frame0[ep])
+        pos = range(start, start + num_latents)
+        x = [cache.start_cond[c, 0] if p == 0 else cache.latents[l0 + j0 + p] for p in pos]
+        cd = [cache.start_cond[c, p] if p < r else cache.gray_cond for p in pos]
+        xs.append(torch.stack(x))
+        conds.append(torch.stack(cd))
+        frames = slice(
+            f0 + 4 * j0, f0 + 4 * j0 + 4 * (start + num_latents - 1)
+        )  # clip frames used by windows
+        kbs.append(cache.keyboard[frames])
+        mss.append(cache.mouse[frames])
+    cond = torch.stack(conds).float()  # [B, F, C, h, w]
+    return WorldBatch(
+        x0=torch.stack(xs).float(),
+        cond=mask_latents(cond, start),
+        keyboard=gather_windows(torch.stack(kbs), 0, start, num_latents),
+        mouse=gather_windows(torch.stack(mss), 0, start, num_latents),
+        start=start,
+    )
+
+
+def max_start_block(cache: LatentCache, num_latents: int, frames_per_block: int) -> int:
+    """Largest block offset whose sequence of `num_latents` fits in every cached clip."""
+    clip_len = int(cache.meta["clip_latents"])
+    if num_latents > clip_len:
+        raise ValueError(
+            f"sequences of {num_latents} latents need a cache of clips >= that; it has {clip_len}"
+        )
+    return (clip_len - num_latents) // frames_per_block
+
+
+def block_timesteps(
+    batch: int,
+    blocks: int,
+    frames_per_block: int,
+    shift: float,
+    few_step: float,
+    few_step_t: torch.Tensor,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """One timestep per block, [B, blocks * frames_per_block]: a sampler step (prob `few_step`) or table."""
+    table = sample_train_timesteps((batch, blocks), shift, gen)
+    pick = few_step_t[torch.randint(len(few_step_t), (batch, blocks), generator=gen)]
+    use = torch.rand(batch, blocks, generator=gen) < few_step
+    t = torch.where(use, pick, table)
+    return t.repeat_interleave(frames_per_block, dim=1)

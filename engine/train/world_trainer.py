@@ -1,0 +1,197 @@
+"""Train a world model: `python -m engine.train world --config configs/train/doom.yaml [key=value ...]`.
+
+Modes (`mode=`):
+  base            sequences of `clip_latents` frames at a random block offset of a clip; one timestep
+                  per block (independent across blocks), every frame trained.
+  autoregressive  `context_latents` clean frames (t = 0, as the KV cache holds them at inference) then
+                  `clip_latents` noisy target frames. During the first `curriculum_fraction` of the
+                  steps the context is noised and trained too, weights context 0.3 / target 0.7.
+Few-step: a fraction `few_step` of the target blocks is noised at exactly the sampler's timesteps (the
+preset's warped step list), the rest from the shifted training table; see docs/training.md.
+Everything else (mask, cond, actions, scheduler) is the inference code. EMA weights are what ships.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from engine.checkpoint import load_weights_into, save_checkpoint
+from engine.config import Preset, load_preset
+from engine.model.causal_wan import CausalWanModel
+from engine.scheduler import sampling_timesteps
+from engine.train.ckpt import load_train_state, load_weights, save_train_state, set_rng_state
+from engine.train.config import WorldTrainConfig, config_to_dict
+from engine.train.ema import EMA
+from engine.train.episodes import load_action_episodes
+from engine.train.latent_cache import CACHE_FILE, build_latent_cache, load_latent_cache, vae_fingerprint
+from engine.train.runtime import (
+    Dist,
+    MetricsLog,
+    Throughput,
+    all_reduce_mean,
+    autocast,
+    barrier,
+    lr_at,
+    progress,
+    setup_dist,
+    wrap_ddp,
+)  # fmt: skip
+from engine.train.world_batch import block_timesteps, max_start_block, sample_batch
+from engine.train.world_objective import WorldObjective
+from engine.vae.factory import build_vae
+
+
+def sequence_latents(cfg: WorldTrainConfig) -> int:
+    return cfg.clip_latents + (cfg.context_latents if cfg.mode == "autoregressive" else 0)
+
+
+def check_config(cfg: WorldTrainConfig, preset: Preset) -> None:
+    fpb = preset.model.num_frame_per_block
+    if cfg.mode not in ("base", "autoregressive"):
+        raise ValueError(f"mode must be 'base' or 'autoregressive', got {cfg.mode!r}")
+    for key in ("clip_latents", "context_latents"):
+        if getattr(cfg, key) % fpb or getattr(cfg, key) <= 0:
+            raise ValueError(f"{key} must be a positive multiple of num_frame_per_block={fpb}")
+    if preset.world != "model":
+        raise ValueError(f"preset {preset.name} is not a world model (world: {preset.world})")
+
+
+def load_or_build_cache(cfg: WorldTrainConfig, preset: Preset, d: Dist):
+    """The latent cache for this preset's VAE: loaded when present (and checked), else encoded now."""
+    folder = Path(cfg.latents or Path(cfg.run.out_dir) / "latents")
+    torch.manual_seed(cfg.run.seed)  # a preset without VAE weights gets the same random VAE every time
+    vae = build_vae(preset.vae).float().eval()
+    fp = vae_fingerprint(vae, preset.vae)
+    if not (folder / CACHE_FILE).is_file():
+        if d.main:
+            episodes = load_action_episodes(cfg.data, preset.height, preset.width)
+            fpb = preset.model.num_frame_per_block
+            clip = sequence_latents(cfg) + fpb  # room for a random block offset
+            build_latent_cache(vae, preset.vae, episodes, folder, start_every=fpb, min_latents=clip)
+        barrier(d)
+    return load_latent_cache(folder, fp, preset.height, preset.width), vae
+
+
+def cache_only(cfg: WorldTrainConfig) -> dict:
+    """`python -m engine.train cache`: encode the data and stop."""
+    preset = load_preset(cfg.preset)
+    check_config(cfg, preset)
+    cache, _ = load_or_build_cache(cfg, preset, setup_dist(cfg.run))
+    return {"clips": cache.num_clips, "latents": int(len(cache.latents))}
+
+
+def make_frame_plan(cfg: WorldTrainConfig, preset: Preset, step: int, batch: int, gen: torch.Generator):
+    """(t [B, F], frame_weight [B, F]) for this step's sequences."""
+    fpb, shift = preset.model.num_frame_per_block, preset.sampler.timestep_shift
+    s = preset.sampler
+    few = sampling_timesteps(s.denoising_step_list, s.warp_denoising_step, shift)
+    n = sequence_latents(cfg)
+    t = block_timesteps(batch, n // fpb, fpb, shift, cfg.few_step, few, gen)  # [B, F]
+    w = torch.ones(batch, n)
+    if cfg.mode == "autoregressive":
+        c = cfg.context_latents
+        if step < cfg.curriculum_fraction * cfg.run.steps:
+            w[:, :c], w[:, c:] = cfg.context_weight, cfg.target_weight
+        else:
+            w[:, :c] = 0.0
+            t[:, :c] = torch.rand(batch, 1, generator=gen) * cfg.context_noise_max * 1000
+    return t, w
+
+
+def train_world(cfg: WorldTrainConfig) -> dict:
+    """Run (or resume) world-model training; returns the last logged metrics."""
+    run = cfg.run
+    d = setup_dist(run)
+    preset = load_preset(cfg.preset)
+    check_config(cfg, preset)
+    out = Path(run.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache, vae = load_or_build_cache(cfg, preset, d)
+    fpb, n_seq = preset.model.num_frame_per_block, sequence_latents(cfg)
+    max_block = max_start_block(cache, n_seq, fpb)
+
+    torch.manual_seed(run.seed)
+    model = CausalWanModel(preset.model).to(d.device)
+    if cfg.init:
+        load_weights_into(model, cfg.init, preset.model)
+    model.train()
+    objective = wrap_ddp(WorldObjective(model, preset.sampler.timestep_shift, cfg.use_timestep_weight), d)
+    opt = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=run.betas, weight_decay=run.weight_decay)
+    ema = EMA(model, cfg.ema, cfg.ema_start)
+    gen = torch.Generator().manual_seed(run.seed * 1000 + d.rank)
+    step = 0
+    state = load_train_state(out)
+    if state is not None:
+        model.load_state_dict(load_weights(out / "model.safetensors"))
+        ema.load_state_dict(load_weights(out / "ema.safetensors"))
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["sampler"][d.rank])
+        set_rng_state(state["rng"])
+        step = state["step"]
+    log = MetricsLog(out / "metrics.jsonl", d.main)
+    if d.main:
+        (out / "config.yaml").write_text(str(config_to_dict(cfg)))
+    bar = progress(run.steps, step, d.main and run.progress, f"world/{cfg.mode}")
+    speed, last_save, last = Throughput(), time.time(), {}
+    sample_clips = list(range(0, cache.num_clips, max(1, cache.num_clips // 2)))[:2]
+    while step < run.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, run)
+        start = int(torch.randint(max_block + 1, (1,), generator=gen)) * fpb
+        batch = sample_batch(cache, run.batch_size, n_seq, start, gen).to(d.device)
+        t, w = make_frame_plan(cfg, preset, step, run.batch_size, gen)
+        noise = torch.randn(batch.x0.shape, generator=gen)
+        keep = (torch.rand(run.batch_size, generator=gen) >= cfg.action_dropout).float()
+        with autocast(d.device, run.bf16):
+            loss, per_frame = objective(
+                batch, t.to(d.device), noise.to(d.device), w.to(d.device), keep.to(d.device)
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
+        opt.step()
+        step += 1
+        ema.update(model, step)
+        speed.add(run.batch_size * d.world)
+        if step % run.log_every == 0 or step == run.steps:
+            last = {"loss": float(all_reduce_mean(loss.detach(), d)), "grad_norm": float(gnorm)}
+            last.update(samples_per_s=speed.rate(), lr=lr_at(step - 1, run), start=start)
+            log.write(step, **last)
+            bar.set_postfix(loss=f"{last['loss']:.4f}", sps=f"{last['samples_per_s']:.2f}")
+        bar.update(1)
+        due = step % run.ckpt_every == 0 or (run.ckpt_every_s and time.time() - last_save > run.ckpt_every_s)
+        if due or step == run.steps:
+            _checkpoint(out, preset, model, ema, opt, gen, step, d)
+            last_save = time.time()
+        if run.sample_every and d.main and (step % run.sample_every == 0 or step == run.steps):
+            from engine.train.sampling_video import write_samples
+
+            ema_model = ema.copy_to(CausalWanModel(preset.model)).eval()
+            res = write_samples(
+                out / "samples", step, preset, ema_model, vae, cache, sample_clips, cfg.sample_blocks
+            )
+            log.write(step, **res)
+            last.update(res)
+    bar.close()
+    return last
+
+
+def _checkpoint(out: Path, preset: Preset, model, ema: EMA, opt, gen, step: int, d: Dist) -> None:
+    states = [gen.get_state()]
+    if d.world > 1:
+        import torch.distributed as dist
+
+        states = [None] * d.world
+        dist.all_gather_object(states, gen.get_state())
+    if d.main:
+        shipped = replace(preset, checkpoint="")
+        save_checkpoint(out / "model.safetensors.tmp", model, shipped)
+        (out / "model.safetensors.tmp").replace(out / "model.safetensors")
+        ema_model = ema.copy_to(CausalWanModel(preset.model))
+        save_checkpoint(out / "ema.safetensors.tmp", ema_model, shipped)
+        (out / "ema.safetensors.tmp").replace(out / "ema.safetensors")
+        save_train_state(out, {"optimizer": opt.state_dict(), "sampler": states, "step": step})
