@@ -115,6 +115,9 @@ def _codes(idx):
     return ((idx[0][:, 0] * v + idx[1][:, 0]) * v + idx[2][:, 0]) * v + idx[2][:, 1]
 
 
+_ACCEPT0: list[list[int]] = []
+
+
 @torch.no_grad()
 def _chi2_pvalue(sampler, target, draft, quant, sc, n=8000, batch=8):
     label = torch.full((batch,), 1)
@@ -125,9 +128,13 @@ def _chi2_pvalue(sampler, target, draft, quant, sc, n=8000, batch=8):
     )
     counts = torch.zeros(81, dtype=torch.float64)
     gd, ga = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
+    acc0 = [0, 0]  # step-0 tokens accepted / drafted (step 0 is drafted in every first round)
     for _ in range(n // batch):
         out = sampler(gd, ga, label)
         counts += torch.bincount(_codes(out.idx), minlength=81).double()
+        acc0[0] += out.stats.tokens_accepted[0]
+        acc0[1] += out.stats.tokens_drafted[0]
+    _ACCEPT0.append(acc0)
     assert counts[~live].sum() == 0, "sampled an outcome of probability zero"
     stat = ((counts[live] - expected[live]) ** 2 / expected[live]).sum().item()
     return chi2.sf(stat, df=int(live.sum()) - 1)
@@ -154,6 +161,16 @@ def test_exact_speculative_matches_target_distribution(dist_models, sc):
         sc,
     )
     assert p > 1e-3, f"exact speculative sampler rejected by chi-square, p = {p:.2e}"
+    # step-0 per-token acceptance must be sum_v min(p, q) (catches p, q made with different CFG/filters)
+    with torch.no_grad():
+        label = torch.tensor([1])
+        pq = [
+            step_probs(m.step_logits(cfg_batch(m, label), None, 0, 1)[0], 0, 3, sc)[0, 0]
+            for m in (target, draft)
+        ]
+        beta = torch.minimum(*pq).sum().item()
+    acc, n = _ACCEPT0[-1]
+    assert abs(acc / n - beta) < 4 * math.sqrt(beta * (1 - beta) / n) + 1e-9, f"{acc / n=:.4f} vs {beta=:.4f}"
 
 
 def test_direct_target_sampling_passes(dist_models):
