@@ -69,7 +69,7 @@ def test_rollback_restores_fhat_and_caches():
     label = torch.tensor([0, 2])
     sc = SampleConfig(cfg=1.5)
     rejected = 0
-    for seed in range(6):
+    for seed in range(4):
         st = init_state(target, draft, quant, 2)
         tcond, dcond = cfg_batch(target, label), cfg_batch(draft, label)
         gd, ga = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(100 + seed)
@@ -88,7 +88,7 @@ def test_rollback_restores_fhat_and_caches():
                 ref = _committed_cache(model, quant, label, st.idx, upto)
                 for a, b in zip(cache.valid(), ref.valid(), strict=True):
                     assert torch.allclose(a, b, atol=1e-10)
-    assert rejected > 2  # the test did exercise rollbacks
+    assert rejected > 1  # the test did exercise rollbacks
 
 
 # ---- distribution test: 3 steps (1x1, 1x1, 1x2), V = 3 -> 3^4 = 81 joint outcomes -------------------------
