@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from engine.var.classifier import FrameClassifier, classifier_loss, extract
 from engine.var.config import VAR_PRESETS, TokenizerConfig
 from engine.var.frames import load_frames
-from engine.var.transformer import VAR
+from engine.var.transformer import VAR, load_var
 from engine.var.vqvae import VQVAE, load_vqvae
 
 ASSETS = Path("assets/var")
@@ -129,7 +129,7 @@ def train_tokenizer(a: argparse.Namespace) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["tokenizer", "tokens", "var", "classifier"])
+    p.add_argument("what", choices=["tokenizer", "tokens", "var", "classifier", "half"])
     p.add_argument("--preset", choices=list(VAR_PRESETS), default="target")
     p.add_argument("--minutes", type=float, default=25)
     p.add_argument("--bs", type=int, default=16)
@@ -138,6 +138,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", type=Path, default=Path("data/var_frames"))
     p.add_argument("--runs", type=Path, default=Path("runs/var"))
+    p.add_argument("--steps", type=int, default=0, help="var: stop after this many steps (0: --minutes)")
+    p.add_argument("--warmup", type=int, default=100, help="var: warmup steps")
+    p.add_argument("--init", type=Path, default=None, help="var: continue from these weights")
     p.add_argument("--stride", type=int, default=2, help="var: use every stride-th training frame")
     p.add_argument(
         "--resume", type=Path, default=None, help="tokenizer: decoder-only stage from these weights"
@@ -145,8 +148,27 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="output weights (default assets/var/<name>)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    jobs = {"tokenizer": train_tokenizer, "tokens": make_tokens, "var": train_var, "classifier": train_classifier}
+    jobs = {
+        "tokenizer": train_tokenizer,
+        "tokens": make_tokens,
+        "var": train_var,
+        "classifier": train_classifier,
+        "half": to_half,
+    }
     jobs[a.what](a)
+
+
+def to_half(a: argparse.Namespace) -> None:
+    """Ship a checkpoint as fp16 (loading casts back to fp32): --resume SRC --out DST."""
+    from safetensors import safe_open
+
+    with safe_open(str(a.resume), "pt") as f:
+        meta = f.metadata()
+        sd = {k: f.get_tensor(k) for k in f.keys()}
+    sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(a.out), metadata=meta)
+    print(f"{a.resume} -> {a.out} (fp16)")
 
 
 def make_tokens(a: argparse.Namespace) -> None:
@@ -204,7 +226,7 @@ def train_var(a: argparse.Namespace) -> None:
         raise ValueError(f"VAR preset {a.preset} does not match the tokenizer (vocab, cvae, scales)")
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
-    model = VAR(cfg)
+    model = VAR(cfg) if a.init is None else load_var(a.init).train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_" not in n and "emb" not in n]
     rest = [
         p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos_" not in n and "emb" not in n)
@@ -220,8 +242,9 @@ def train_var(a: argparse.Namespace) -> None:
         flush=True,
     )
     t0, step = time.time(), 0
-    while (frac := (time.time() - t0) / (a.minutes * 60)) < 1:
-        lr = a.lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+    # lr: warmup, then cosine to 0.1x over the wall-clock budget (or over --steps when given)
+    while (frac := step / a.steps if a.steps else (time.time() - t0) / (a.minutes * 60)) < 1:
+        lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
         i = torch.from_numpy(rng.integers(0, len(tokens), a.bs))
