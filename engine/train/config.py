@@ -36,6 +36,7 @@ class RunConfig:
     sample_every: int = 0  # steps between sample videos (0 = off)
     eval_every: int = 0  # steps between held-out evaluations (0 = off)
     progress: bool = True  # tqdm bar
+    stop_after: int = 0  # stop (with a checkpoint) once this step is reached; 0 = run to `steps`
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class WorldTrainConfig:
     preset: str = "doom"  # model, VAE, sampler, resolution
     data: tuple[str, ...] = ("data/doom2",)
     latents: str = ""  # latent cache folder; default <out_dir>/latents
+    max_frames: int = 0  # cache at most this many video frames (episodes spread evenly); 0 = all
+    start_every: int = 3  # latents between clip starts in the cache (a multiple of num_frame_per_block)
     mode: str = "base"  # "base" (one clip) or "autoregressive" (context clip + target clip)
     init: str = ""  # weights to start from (e.g. a base-stage checkpoint)
     clip_latents: int = 6  # latent frames of the (target) clip; multiple of num_frame_per_block

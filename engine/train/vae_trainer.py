@@ -88,9 +88,14 @@ def init_pca(vae: TinyVAE, video: torch.Tensor) -> float:
 
 @torch.no_grad()
 def update_latent_stats(vae: TinyVAE, raw: torch.Tensor, momentum: float, first: bool) -> None:
-    """Running per-channel mean/std of raw latents [B, n, C, h, w]."""
+    """Running per-channel mean and one global std of raw latents [B, n, C, h, w].
+
+    One std for all channels keeps the PCA-like energy ordering of the channels, so the world model's
+    loss weighs the channels that carry most of the image most (per-channel whitening would make it
+    spend capacity on near-empty high-frequency channels).
+    """
     mean = raw.float().mean(dim=(0, 1, 3, 4))
-    std = raw.float().std(dim=(0, 1, 3, 4)).clamp(min=1e-3)
+    std = (raw.float() - mean[:, None, None]).pow(2).mean().sqrt().clamp(min=1e-3).expand_as(mean)
     m = 0.0 if first else momentum
     vae.latent_mean.mul_(m).add_((1 - m) * mean)
     vae.latent_std.mul_(m).add_((1 - m) * std)
@@ -151,7 +156,7 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         (out / "config.yaml").write_text(str(config_to_dict(cfg)))
     bar = progress(run.steps, step, d.main and run.progress, "vae")
     speed, last_save, last = Throughput(), time.time(), {}
-    while step < run.steps:
+    while step < run.steps and not (run.stop_after and step >= run.stop_after):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, run)
         video = data.sample(run.batch_size, gen).to(d.device)
@@ -175,7 +180,7 @@ def train_vae(cfg: VAETrainConfig) -> dict:
             last["eval_psnr"] = evaluate(unwrap(objective).vae, eval_clips, run.bf16)
             log.write(step, eval_psnr=last["eval_psnr"])
         due = step % run.ckpt_every == 0 or (run.ckpt_every_s and time.time() - last_save > run.ckpt_every_s)
-        if due or step == run.steps:
+        if due or step == run.steps or step == run.stop_after:
             _checkpoint(out, vae, opt, gen, step, d)
             last_save = time.time()
     bar.close()

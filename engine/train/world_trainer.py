@@ -60,6 +60,22 @@ def check_config(cfg: WorldTrainConfig, preset: Preset) -> None:
         raise ValueError(f"preset {preset.name} is not a world model (world: {preset.world})")
 
 
+def spread(episodes: list, max_frames: int) -> list:
+    """Episodes evenly spaced over the list (so every map is used) until `max_frames` are taken."""
+    if not max_frames or sum(len(e.frames) for e in episodes) <= max_frames:
+        return episodes
+    total = sum(len(e.frames) for e in episodes)
+    stride = total / max_frames
+    picked, budget, acc = [], max_frames, 0.0
+    for e in episodes:
+        acc += 1.0
+        if acc >= stride and budget > 0:
+            picked.append(e)
+            budget -= len(e.frames)
+            acc -= stride
+    return picked or episodes[:1]
+
+
 def load_or_build_cache(cfg: WorldTrainConfig, preset: Preset, d: Dist):
     """The latent cache for this preset's VAE: loaded when present (and checked), else encoded now."""
     folder = Path(cfg.latents or Path(cfg.run.out_dir) / "latents")
@@ -68,10 +84,12 @@ def load_or_build_cache(cfg: WorldTrainConfig, preset: Preset, d: Dist):
     fp = vae_fingerprint(vae, preset.vae)
     if not (folder / CACHE_FILE).is_file():
         if d.main:
-            episodes = load_action_episodes(cfg.data, preset.height, preset.width)
+            episodes = spread(load_action_episodes(cfg.data, preset.height, preset.width), cfg.max_frames)
             fpb = preset.model.num_frame_per_block
             clip = sequence_latents(cfg) + fpb  # room for a random block offset
-            build_latent_cache(vae, preset.vae, episodes, folder, start_every=fpb, min_latents=clip)
+            build_latent_cache(
+                vae, preset.vae, episodes, folder, start_every=cfg.start_every, min_latents=clip
+            )
         barrier(d)
     return load_latent_cache(folder, fp, preset.height, preset.width), vae
 
@@ -138,7 +156,7 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     bar = progress(run.steps, step, d.main and run.progress, f"world/{cfg.mode}")
     speed, last_save, last = Throughput(), time.time(), {}
     sample_clips = list(range(0, cache.num_clips, max(1, cache.num_clips // 2)))[:2]
-    while step < run.steps:
+    while step < run.steps and not (run.stop_after and step >= run.stop_after):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, run)
         start = int(torch.randint(max_block + 1, (1,), generator=gen)) * fpb
@@ -164,7 +182,7 @@ def train_world(cfg: WorldTrainConfig) -> dict:
             bar.set_postfix(loss=f"{last['loss']:.4f}", sps=f"{last['samples_per_s']:.2f}")
         bar.update(1)
         due = step % run.ckpt_every == 0 or (run.ckpt_every_s and time.time() - last_save > run.ckpt_every_s)
-        if due or step == run.steps:
+        if due or step == run.steps or step == run.stop_after:
             _checkpoint(out, preset, model, ema, opt, gen, step, d)
             last_save = time.time()
         if run.sample_every and d.main and (step % run.sample_every == 0 or step == run.steps):
