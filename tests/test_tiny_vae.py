@@ -1,4 +1,4 @@
-"""Tiny causal VAE contracts: shapes, causality, streamed == batch, condition stream == encode, save == load."""
+"""Tiny VAE: shapes, causality, streamed == batch, condition stream == encode, save/load."""
 
 from __future__ import annotations
 

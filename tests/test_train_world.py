@@ -51,11 +51,11 @@ def test_resume_gives_the_same_loss_curve(data, tmp_path):
 
 def test_batch_matches_the_session_conditioning(data, tmp_path):
     """Position 0 is the start image's own latent, cond is mask_latents of the condition stream."""
-    from engine.config import load_preset
     from engine.conditioning import build_condition
+    from engine.config import load_preset
+    from engine.train.runtime import setup_dist
     from engine.train.world_batch import sample_batch
     from engine.train.world_trainer import load_or_build_cache
-    from engine.train.runtime import setup_dist
 
     cfg = world_cfg(data, tmp_path / "run")
     preset = load_preset(PRESET)
