@@ -85,7 +85,7 @@ def train_tokenizer(a: argparse.Namespace) -> None:
         f"tokenizer {sum(p.numel() for p in vae.parameters()) / 1e6:.2f}M params, {len(x_all)} frames",
         flush=True,
     )
-    while time.time() - t0 < a.minutes * 60:
+    while time.time() - t0 < a.minutes * 60 and (not a.steps or step < a.steps):
         lr = a.lr * min(1.0, (step + 1) / 50)
         for g in opt.param_groups:
             g["lr"] = lr
@@ -280,7 +280,7 @@ def train_classifier(a: argparse.Namespace) -> None:
     clf = FrameClassifier()
     opt = torch.optim.AdamW(clf.parameters(), lr=2e-3, weight_decay=0.01)
     t0, step = time.time(), 0
-    while time.time() - t0 < a.minutes * 60:
+    while time.time() - t0 < a.minutes * 60 and (not a.steps or step < a.steps):
         i = rng.integers(0, len(x_all), a.bs)
         loss = classifier_loss(clf, to_pixels(x_all[i]), torch.from_numpy(y_all[i]))
         opt.zero_grad(set_to_none=True)
