@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from typing import Optional
 
 from app.action_file import fit_actions, load_action_file
@@ -42,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset", default=DEFAULT_PRESET, help=f"preset name in configs/ (default {DEFAULT_PRESET})"
     )
     p.add_argument("--checkpoint", help="world-model weights (safetensors); default: the preset's")
+    p.add_argument("--vae-checkpoint", help="VAE weights (e.g. Wan2.1_VAE.pth); default: the preset's")
+    p.add_argument(
+        "--image-encoder-checkpoint", help="CLIP weights (the official open-clip .pth); default: the preset's"
+    )
     p.add_argument("--image", help="start image PATH, or var:MAP07 to dream one (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, help="display frame rate (default: the preset's)")
@@ -113,6 +118,16 @@ def scripted_actions(args, preset: Preset) -> tuple[ActionBlock, int]:
     return fit_actions(actions, frames, args.loop_actions, spec), frames
 
 
+def with_component_weights(preset: Preset, vae: Optional[str], image_encoder: Optional[str]) -> Preset:
+    """The preset with its VAE / image-encoder weights replaced (kept in meta.json, so replay finds them)."""
+    if vae:
+        preset = replace(preset, vae=replace(preset.vae, checkpoint=os.path.abspath(vae)))
+    if image_encoder:
+        enc = replace(preset.image_encoder, checkpoint=os.path.abspath(image_encoder))
+        preset = replace(preset, image_encoder=enc)
+    return preset
+
+
 def validate(args, parser: argparse.ArgumentParser) -> None:
     if args.frames is not None and args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
@@ -124,8 +139,13 @@ def validate(args, parser: argparse.ArgumentParser) -> None:
         raise ValueError("--headless and --replay need --out DIR")
     if args.actions and not args.actions.startswith("bench:") and not os.path.isfile(args.actions):
         raise ValueError(f"action file not found: {args.actions}")
-    if args.checkpoint and not os.path.isfile(args.checkpoint):
-        raise ValueError(f"checkpoint not found: {args.checkpoint}")
+    for flag, path in (
+        ("--checkpoint", args.checkpoint),
+        ("--vae-checkpoint", args.vae_checkpoint),
+        ("--image-encoder-checkpoint", args.image_encoder_checkpoint),
+    ):
+        if path and not os.path.isfile(path):
+            raise ValueError(f"{flag}: file not found: {path}")
     if args.replay and not os.path.isdir(args.replay):
         raise ValueError(f"recording folder not found: {args.replay}")
 
@@ -145,7 +165,9 @@ def run(argv: Optional[list[str]] = None) -> int:
     device = args.device or default_device()
     if args.replay:
         return _replay(args, device)
-    preset = load_preset(args.preset)
+    preset = with_component_weights(
+        load_preset(args.preset), args.vae_checkpoint, args.image_encoder_checkpoint
+    )
     if args.compare:
         from app.compare import compare_world
 
