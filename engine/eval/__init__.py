@@ -1,0 +1,1 @@
+"""Evaluation of world models against a real world: image metrics and motion estimators."""
