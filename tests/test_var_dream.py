@@ -40,10 +40,10 @@ def test_missing_weights_is_one_line_value_error(tmp_path):
 def test_dream_shape_and_determinism(assets):
     a = dream_start_image("MAP07", 3, assets_dir=assets)
     b = dream_start_image("MAP07", 3, assets_dir=assets)
-    plain = dream_start_image("MAP07", 3, assets_dir=assets, speculative=False)
+    spec = dream_start_image("MAP07", 3, assets_dir=assets, speculative=True)
     assert a.shape == (144, 256, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b)
-    assert plain.shape == a.shape
+    assert spec.shape == a.shape and spec.dtype == np.uint8
 
 
 def test_app_call_form(assets):
