@@ -138,7 +138,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", type=Path, default=Path("data/var_frames"))
     p.add_argument("--runs", type=Path, default=Path("runs/var"))
-    p.add_argument("--steps", type=int, default=0, help="var: stop after this many steps (0: --minutes)")
+    p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: only --minutes)")
     p.add_argument("--warmup", type=int, default=100, help="var: warmup steps")
     p.add_argument("--init", type=Path, default=None, help="var: continue from these weights")
     p.add_argument("--stride", type=int, default=2, help="var: use every stride-th training frame")
