@@ -63,7 +63,7 @@ def image_to_tensor(image: np.ndarray, device: str | torch.device = "cpu") -> to
     """uint8 [H, W, 3] -> float32 [1, 3, H, W] in [-1, 1]."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    x = torch.from_numpy(np.array(image)).to(device)  # a copy: the array may be read-only
     return (x.permute(2, 0, 1)[None].float() / 127.5 - 1.0).contiguous()
 
 
