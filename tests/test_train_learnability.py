@@ -41,14 +41,35 @@ def rollout(session, image: np.ndarray, key: int, blocks: int, seed: int) -> np.
     return np.concatenate(out)
 
 
-def train_synthetic(tmp_path, world_steps: int = 300):
-    from engine.data.synthetic_world import record_synthetic
+def record(folder, episodes: int, frames: int) -> None:
+    """Synthetic episodes where A, D or nothing is held for 12-24 frames (npz: frames, keyboard, mouse)."""
+    from engine.data.synthetic_world import SyntheticWorld
+
+    folder.mkdir(parents=True)
+    world, rng = SyntheticWorld(64, 64), np.random.default_rng(0)
+    for ep in range(episodes):
+        world.start(seed=ep)
+        keyboard, mouse = np.zeros((frames, 4), np.float32), np.zeros((frames, 2), np.float32)
+        i = 0
+        while i < frames:
+            n, key = int(rng.integers(12, 25)), int(rng.integers(0, 3))
+            if key:
+                keyboard[i : i + n, key + 1] = 1.0  # A (2) or D (3)
+            i += n
+        video = []
+        for i in range(frames):
+            video.append(world.frame)
+            world.advance(keyboard[i], mouse[i])
+        np.savez(folder / f"ep{ep:03d}.npz", frames=np.stack(video), keyboard=keyboard, mouse=mouse)
+
+
+def train_synthetic(tmp_path, world_steps: int = 400, lr: float = 1e-3):
     from engine.train.config import VAETrainConfig, WorldTrainConfig, load_train_config
     from engine.train.vae_trainer import train_vae
     from engine.train.world_trainer import train_world
 
     data = tmp_path / "data"
-    record_synthetic(data, episodes=12, frames=97, height=64, width=64)
+    record(data, episodes=16, frames=97)
     vae_cfg = load_train_config(
         VAETrainConfig,
         None,
@@ -69,8 +90,9 @@ def train_synthetic(tmp_path, world_steps: int = 300):
     world_cfg = load_train_config(
         WorldTrainConfig,
         None,
-        [f"preset={preset_file}", f"data=[{data}]", f"run.out_dir={tmp_path / 'world'}", "clip_latents=6",
-         f"run.steps={world_steps}", "run.batch_size=8", "run.lr=1e-3", "run.warmup_steps=20",
+        [f"preset={preset_file}", f"data=[{data}]", f"run.out_dir={tmp_path / 'world'}",
+         "mode=autoregressive", "context_latents=3", "clip_latents=3", "curriculum_fraction=0.3",
+         f"run.steps={world_steps}", "run.batch_size=8", f"run.lr={lr}", "run.warmup_steps=20",
          "run.progress=false", "ema=0.98", "ema_start=50", "action_dropout=0.0"],
     )  # fmt: skip
     result = train_world(world_cfg)

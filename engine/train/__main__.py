@@ -3,6 +3,7 @@
   vae    train the tiny causal VAE of a preset               (configs/train/doom_vae.yaml)
   world  train a world model on cached latents + actions     (configs/train/doom.yaml)
   cache  only encode the data to latents with the preset's VAE
+  eval   rollout PSNR of a run's EMA weights under several samplers (few-step evidence)
 
 Overrides use dotted keys, e.g. `run.steps=100 run.out_dir=runs/x mode=autoregressive`.
 A run folder that already holds state.pt is resumed exactly.
@@ -16,7 +17,7 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.train", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["vae", "world", "cache"])
+    parser.add_argument("what", choices=["vae", "world", "cache", "eval"])
     parser.add_argument("--config", default=None, help="YAML training config")
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
     args = parser.parse_intermixed_args(argv)
@@ -31,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
             from engine.train.world_trainer import cache_only, train_world
 
             cfg = load_train_config(WorldTrainConfig, args.config, args.overrides)
-            result = cache_only(cfg) if args.what == "cache" else train_world(cfg)
+            if args.what == "eval":
+                from engine.train.evaluate import evaluate_samplers
+
+                result = evaluate_samplers(cfg)
+            else:
+                result = cache_only(cfg) if args.what == "cache" else train_world(cfg)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -70,3 +70,14 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (OSError, RuntimeError) as e:
         raise ValueError(f"cannot read weights {path}: {e}") from None
+
+
+def export_weights(src: Path, dst: Path, dtype: torch.dtype = torch.bfloat16) -> None:
+    """Copy a safetensors checkpoint with its metadata, floating tensors cast to `dtype` (for shipping)."""
+    from safetensors import safe_open
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = f.metadata() or {}
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_weights(src).items()}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(state, dst, meta)

@@ -102,6 +102,28 @@ def update_latent_stats(vae: TinyVAE, raw: torch.Tensor, momentum: float, first:
 
 
 @torch.no_grad()
+def calibrate_latents(vae: TinyVAE, clips: torch.Tensor) -> None:
+    """Set the stored latent statistics from full clips [N, T, 3, H, W]: per-channel mean, one global std."""
+    raws = []
+    for i in range(len(clips)):
+        raw, _ = vae.encoder(interleave_first(clips[i : i + 1]), None)
+        raws.append(soft_clamp(raw.float()))
+    raw = torch.cat(raws)
+    vae.latent_mean.copy_(raw.mean(dim=(0, 1, 3, 4)))
+    vae.latent_std.fill_(float((raw - vae.latent_mean[:, None, None]).pow(2).mean().sqrt()))
+
+
+def export_vae(run_dir: str, preset: str, data: list[str], dest: str, clips: int = 32) -> None:
+    """Copy a run's VAE to `dest` with latent statistics calibrated on `clips` full-frame clips of `data`."""
+    from engine.vae.tiny_vae import load_tiny_vae
+
+    cfg = replace(load_preset(preset).vae, checkpoint="")
+    vae = load_tiny_vae(cfg, str(Path(run_dir) / "model.safetensors"))
+    calibrate_latents(vae, FrameClips(load_episodes(data), 9).fixed(clips))
+    save_vae(vae, Path(dest))
+
+
+@torch.no_grad()
 def evaluate(vae: TinyVAE, clips: torch.Tensor, bf16: bool) -> float:
     """Held-out PSNR (dB) of encode -> decode, one clip at a time."""
     vae.eval()
