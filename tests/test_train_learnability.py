@@ -63,7 +63,7 @@ def record(folder, episodes: int, frames: int) -> None:
         np.savez(folder / f"ep{ep:03d}.npz", frames=np.stack(video), keyboard=keyboard, mouse=mouse)
 
 
-def train_synthetic(tmp_path, world_steps: int = 400, lr: float = 1e-3):
+def train_synthetic(tmp_path, world_steps: int = 1200, lr: float = 2e-3):
     from engine.train.config import VAETrainConfig, WorldTrainConfig, load_train_config
     from engine.train.vae_trainer import train_vae
     from engine.train.world_trainer import train_world
