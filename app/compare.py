@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
+from app.recorder import open_mp4_writer
 from engine.actions import ActionBlock
 from engine.config import Preset
 from engine.world import World, WorldSpec
@@ -81,18 +81,7 @@ class CompareWorld:
         os.makedirs(out_dir, exist_ok=True)
         r = self.real.spec
         for name in ("real.mp4", "dream.mp4"):
-            writer = imageio_ffmpeg.write_frames(
-                os.path.join(out_dir, name),
-                (r.width, r.height),
-                fps=r.fps,
-                codec="libx264",
-                quality=None,
-                macro_block_size=2,
-                ffmpeg_log_level="error",
-                output_params=["-crf", "18"],
-            )
-            writer.send(None)
-            self._writers.append(writer)
+            self._writers.append(open_mp4_writer(os.path.join(out_dir, name), r.width, r.height, r.fps))
         self._max_side_frames = max_frames
 
     def close(self) -> None:

@@ -59,6 +59,26 @@ def action_rows(
     return rows
 
 
+def open_mp4_writer(path: str, width: int, height: int, fps: float):
+    """A primed imageio-ffmpeg generator writing a fragmented H.264 MP4 (playable after SIGKILL).
+
+    A keyframe every second bounds what a kill can lose; `.send(uint8 [H, W, 3])` appends a frame.
+    """
+    gop = max(1, int(round(fps)))
+    writer = imageio_ffmpeg.write_frames(
+        path,
+        (width, height),
+        fps=fps,
+        codec="libx264",
+        quality=None,
+        macro_block_size=2,
+        ffmpeg_log_level="error",
+        output_params=["-crf", "18", "-g", str(gop), "-movflags", "frag_keyframe+empty_moov"],
+    )
+    writer.send(None)
+    return writer
+
+
 class Recorder:
     """Writes one recording folder; `add_block` never blocks the caller on encoding."""
 
@@ -166,16 +186,4 @@ class Recorder:
         self._blocks.flush()
 
     def _open_writer(self):
-        gop = max(1, int(round(self.fps)))
-        writer = imageio_ffmpeg.write_frames(
-            self._video_path,
-            (self.width, self.height),
-            fps=self.fps,
-            codec="libx264",
-            quality=None,
-            macro_block_size=2,
-            ffmpeg_log_level="error",
-            output_params=["-crf", "18", "-g", str(gop), "-movflags", "frag_keyframe+empty_moov"],
-        )
-        writer.send(None)
-        return writer
+        return open_mp4_writer(self._video_path, self.width, self.height, self.fps)

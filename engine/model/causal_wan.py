@@ -48,8 +48,8 @@ class Step:
     plan: Optional[WritePlan] = None  # streaming path: where this call writes
 
 
-class SelfAttention(nn.Module):
-    """q, k, v, o with bias; RMSNorm on q and k over all heads; 3-D RoPE on absolute positions."""
+class _Projections(nn.Module):
+    """q, k, v, o linears with bias and RMSNorm on q and k over all heads (official names)."""
 
     def __init__(self, dim: int, heads: int, eps: float, qk_norm: bool = True):
         super().__init__()
@@ -57,6 +57,10 @@ class SelfAttention(nn.Module):
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
         self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+
+
+class SelfAttention(_Projections):
+    """Self-attention with 3-D RoPE on absolute positions; streaming K/V in the ring-buffer cache."""
 
     def forward(self, x, rope, dt, mask=None, cache_kv=None, plan=None, tokens_per_frame=0) -> Tensor:
         """x: [B, L, D] in dt -> [B, L, D] in dt. rope: (cos, sin) [L, Dh/2]."""
@@ -71,15 +75,8 @@ class SelfAttention(nn.Module):
         return self.o(rearrange(out, "b h l d -> b l (h d)"))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(_Projections):
     """Image-context cross-attention (WanI2VCrossAttention without RoPE); K/V cached once per session."""
-
-    def __init__(self, dim: int, heads: int, eps: float, qk_norm: bool = True):
-        super().__init__()
-        self.heads = heads
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
-        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
 
     def context_kv(self, context: Tensor, dt: torch.dtype) -> tuple[Tensor, Tensor]:
         """context: [B, Lc, D] in dt -> k, v [B, H, Lc, Dh] in dt."""
