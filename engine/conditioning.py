@@ -5,6 +5,8 @@ Layouts: app images uint8 [H, W, 3] (numpy); engine pixels [B, 3, H, W] / [B, T,
 - `cond_concat` [B, n, 4 + C, h, w] per block: a 4-channel mask (1 at latent 0, else 0) followed by
   the VAE latents of [image, gray, gray, ...], streamed block by block;
 - `visual_context` [B, 257, 1280]: CLIP tokens of the image, or None for presets without CLIP.
+Presets with `condition: last_latent` fill the latent channels with the latest clean latent before
+each block instead (`anchor_latents`); the mask is the same.
 """
 
 from __future__ import annotations
@@ -91,6 +93,24 @@ def mask_latents(image_latents: torch.Tensor, start: int) -> torch.Tensor:
     if start == 0:
         mask[:, 0] = 1.0
     return torch.cat([mask, image_latents], dim=2)
+
+
+CONDITIONS = ("image", "last_latent")
+
+
+def check_condition(kind: str) -> None:
+    if kind not in CONDITIONS:
+        raise ValueError(f"unknown condition {kind!r}; expected one of: {', '.join(CONDITIONS)}")
+
+
+def anchor_latents(anchor: torch.Tensor, start: int, num_latents: int) -> torch.Tensor:
+    """cond_concat of a `last_latent` preset: [B, n, 4 + C, h, w] for latents start..start+n-1.
+
+    `anchor` [B, 1, C, h, w] is the latest clean latent before the block (the start image's latent for
+    block 0), repeated for every latent of the block: the model sees the previous frame in its input
+    channels, as DIAMOND-style models do, instead of gray frames. The mask is `mask_latents`'s.
+    """
+    return mask_latents(anchor.expand(-1, num_latents, -1, -1, -1), start)
 
 
 @dataclass

@@ -133,6 +133,9 @@ class Preset:
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     checkpoint: str = ""  # default world-model weights; empty = random weights
     start_images: tuple[str, ...] = ()  # default start images, relative to the repo root
+    # What fills cond_concat's latent channels (engine.conditioning): "image" = Matrix-Game 2.0's
+    # [start image, gray, ...]; "last_latent" = the latest clean latent before each block.
+    condition: str = "image"
     game: GameConfig = field(default_factory=GameConfig)
 
 

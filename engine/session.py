@@ -19,7 +19,13 @@ import numpy as np
 import torch
 
 from engine.actions import ActionBlock, block_video_frames, gather_windows
-from engine.conditioning import build_condition, frames_to_uint8, image_to_tensor
+from engine.conditioning import (
+    anchor_latents,
+    build_condition,
+    check_condition,
+    frames_to_uint8,
+    image_to_tensor,
+)
 from engine.config import Preset, load_preset, resolve_path
 from engine.scheduler import add_noise, sampling_timesteps, x0_from_velocity
 from engine.vae.protocol import VideoVAE
@@ -78,6 +84,8 @@ class WorldModelSession:
             raise ValueError(
                 f"unknown sampler kind {preset.sampler.kind!r}; expected 'x0_renoise' or 'euler'"
             )
+        check_condition(preset.condition)
+        self._anchor: Optional[torch.Tensor] = None  # last clean latent (condition: last_latent)
         self._block = -1  # not started
 
     # --- World API ---------------------------------------------------------------------------------
@@ -104,6 +112,8 @@ class WorldModelSession:
         self._context = condition.visual_context
         cfg = self.preset.model
         self._condition = condition if cfg.in_dim > cfg.out_dim else None
+        if self._condition is not None and self.preset.condition == "last_latent":
+            self._anchor = condition.stream.next(1)  # the start image's latent
         h, w = self.latent_hw
         self._cache = self.model.new_cache(1, h, w, self.device, self.dtype)
         self._vae_cache: Any = self.vae.new_decode_cache()
@@ -121,9 +131,14 @@ class WorldModelSession:
         actions.check(self.spec.keyboard_dim, self.spec.has_mouse, frames=self.actions_needed)
         start = self._block * self.frames_per_block
         mouse_w, keyboard_w = self._action_windows(actions, start)
-        cond = None if self._condition is None else self._condition.next(self.frames_per_block)
+        if self._anchor is not None:
+            cond = anchor_latents(self._anchor, start, self.frames_per_block)
+        else:
+            cond = None if self._condition is None else self._condition.next(self.frames_per_block)
         velocity = self._velocity_fn(cond, mouse_w, keyboard_w, start)
         x0 = self._denoise(velocity, start)
+        if self._anchor is not None:
+            self._anchor = x0[:, -1:]
         context_t = torch.full(x0.shape[:2], float(self.preset.sampler.context_noise), device=self.device)
         velocity(x0, context_t)  # context pass: leaves the clean block in the KV caches
         video, self._vae_cache = self.vae.decode_stream(x0, self._vae_cache)
@@ -131,7 +146,7 @@ class WorldModelSession:
         return frames_to_uint8(video)
 
     def close(self) -> None:
-        self._cache = self._vae_cache = self._condition = None
+        self._cache = self._vae_cache = self._condition = self._anchor = None
         self._block = -1
 
     # --- batch mode --------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ class WorldTrainConfig:
     """`python -m engine.train world`: a CausalWanModel on cached latents and per-frame actions."""
 
     preset: str = "doom"  # model, VAE, sampler, resolution
+    condition: str = ""  # override the preset's condition ("image" | "last_latent"); "" = the preset's
     data: tuple[str, ...] = ("data/doom2",)
     latents: str = ""  # latent cache folder; default <out_dir>/latents
     max_frames: int = 0  # cache at most this many video frames (episodes spread evenly); 0 = all
@@ -76,6 +77,8 @@ class WorldTrainConfig:
     target_weight: float = 0.7
     few_step: float = 0.5  # fraction of target frames noised at the sampler's few-step timesteps
     context_noise_max: float = 0.0  # autoregressive: context frames get t ~ U(0, this) (0 = clean)
+    anchor_noise_max: float = 0.0  # last_latent presets: anchors after block 0 get noise sigma ~ U(0, this)
+    first_block: float = 0.0  # autoregressive: share of steps that train block 0 alone (no context), as played
     action_dropout: float = 0.1  # drop all actions of a sample with this probability
     ema: float = 0.999
     ema_start: int = 100

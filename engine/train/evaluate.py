@@ -30,9 +30,9 @@ VARIANTS = {
 
 
 def evaluate_samplers(cfg: WorldTrainConfig, weights: str = "", clips: int = 4, blocks: int = 4) -> dict:
-    from engine.train.world_trainer import load_or_build_cache
+    from engine.train.world_trainer import load_or_build_cache, training_preset
 
-    preset = load_preset(cfg.preset)
+    preset = training_preset(cfg)
     cache, vae = load_or_build_cache(cfg, preset, setup_dist(cfg.run))
     model = CausalWanModel(preset.model)
     load_weights_into(model, weights or str(Path(cfg.run.out_dir) / "ema.safetensors"), preset.model)

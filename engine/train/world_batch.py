@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 
 from engine.actions import gather_windows
-from engine.conditioning import mask_latents
+from engine.conditioning import MASK_CHANNELS, mask_latents
 from engine.scheduler import sample_train_timesteps
 from engine.train.latent_cache import LatentCache
 
@@ -40,8 +40,14 @@ def sample_batch(
     start: int,
     gen: torch.Generator,
     clips: Optional[list] = None,
+    condition: str = "image",
+    frames_per_block: int = 3,
 ) -> WorldBatch:
-    """`batch` sequences of `num_latents` latents at positions start.. (clip indices from gen or `clips`)."""
+    """`batch` sequences of `num_latents` latents at positions start.. (clip indices from gen or `clips`).
+
+    condition: the preset's; "last_latent" conditions each block on the clean latent just before it
+    (`engine.conditioning.anchor_latents`), "image" on the condition stream of [start frame, gray...].
+    """
     r = cache.start_cond.shape[1]
     xs, conds, kbs, mss = [], [], [], []
     picks = clips if clips is not None else torch.randint(cache.num_clips, (batch,), generator=gen).tolist()
@@ -49,8 +55,15 @@ def sample_batch(
         ep, j0 = cache.starts[c].tolist()
         l0, f0 = int(cache.ep_latent0[ep]), int(cache.ep_frame0[ep])
         pos = range(start, start + num_latents)
-        x = [cache.start_cond[c, 0] if p == 0 else cache.latents[l0 + j0 + p] for p in pos]
-        cd = [cache.start_cond[c, p] if p < r else cache.gray_cond for p in pos]
+
+        def latent(p: int) -> torch.Tensor:
+            return cache.start_cond[c, 0] if p == 0 else cache.latents[l0 + j0 + p]
+
+        x = [latent(p) for p in pos]
+        if condition == "last_latent":
+            cd = [latent(max(0, p // frames_per_block * frames_per_block - 1)) for p in pos]
+        else:
+            cd = [cache.start_cond[c, p] if p < r else cache.gray_cond for p in pos]
         xs.append(torch.stack(x))
         conds.append(torch.stack(cd))
         frames = slice(
@@ -66,6 +79,22 @@ def sample_batch(
         mouse=gather_windows(torch.stack(mss), 0, start, num_latents),
         start=start,
     )
+
+
+def noisy_anchors(batch: WorldBatch, frames_per_block: int, sigma_max: float, gen: torch.Generator) -> WorldBatch:
+    """Blend the anchors of blocks after block 0 with noise, sigma ~ U(0, sigma_max) per sample.
+
+    At play time those anchors are the model's own last latents, never exact; block 0's anchor is the
+    start image's latent, exact in both places, and stays clean.
+    """
+    b, n = batch.cond.shape[:2]
+    sigma = torch.rand(b, generator=gen) * sigma_max
+    later = (torch.arange(batch.start, batch.start + n) >= frames_per_block).float()  # [F]
+    s = (sigma[:, None] * later[None]).view(b, n, 1, 1, 1)
+    noise = torch.randn(batch.cond[:, :, MASK_CHANNELS:].shape, generator=gen)
+    lat = (1 - s) * batch.cond[:, :, MASK_CHANNELS:] + s * noise
+    cond = torch.cat([batch.cond[:, :, :MASK_CHANNELS], lat], dim=2)
+    return WorldBatch(batch.x0, cond, batch.keyboard, batch.mouse, batch.start)
 
 
 def max_start_block(cache: LatentCache, num_latents: int, frames_per_block: int) -> int:

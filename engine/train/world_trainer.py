@@ -6,6 +6,8 @@ Modes (`mode=`):
   autoregressive  `context_latents` clean frames (t = 0, as the KV cache holds them at inference) then
                   `clip_latents` noisy target frames. During the first `curriculum_fraction` of the
                   steps the context is noised and trained too, weights context 0.3 / target 0.7.
+                  A share `first_block` of the steps trains block 0 alone instead (positions 0..2, the
+                  image latent in view, no context): the block a session generates first.
 Few-step: a fraction `few_step` of the target blocks is noised at exactly the sampler's timesteps (the
 preset's warped step list), the rest from the shifted training table; see docs/training.md.
 Everything else (mask, cond, actions, scheduler) is the inference code. EMA weights are what ships.
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 
 from engine.checkpoint import load_weights_into, save_checkpoint
+from engine.conditioning import check_condition
 from engine.config import Preset, load_preset
 from engine.model.causal_wan import CausalWanModel
 from engine.scheduler import sampling_timesteps
@@ -40,13 +43,22 @@ from engine.train.runtime import (
     setup_dist,
     wrap_ddp,
 )  # fmt: skip
-from engine.train.world_batch import block_timesteps, max_start_block, sample_batch
+from engine.train.world_batch import block_timesteps, max_start_block, noisy_anchors, sample_batch
 from engine.train.world_objective import WorldObjective
 from engine.vae.factory import build_vae
 
 
 def sequence_latents(cfg: WorldTrainConfig) -> int:
     return cfg.clip_latents + (cfg.context_latents if cfg.mode == "autoregressive" else 0)
+
+
+def training_preset(cfg: WorldTrainConfig) -> Preset:
+    """The preset a run trains, with the config's `condition` override applied."""
+    preset = load_preset(cfg.preset)
+    if cfg.condition:
+        check_condition(cfg.condition)
+        preset = replace(preset, condition=cfg.condition)
+    return preset
 
 
 def check_config(cfg: WorldTrainConfig, preset: Preset) -> None:
@@ -96,21 +108,22 @@ def load_or_build_cache(cfg: WorldTrainConfig, preset: Preset, d: Dist):
 
 def cache_only(cfg: WorldTrainConfig) -> dict:
     """`python -m engine.train cache`: encode the data and stop."""
-    preset = load_preset(cfg.preset)
+    preset = training_preset(cfg)
     check_config(cfg, preset)
     cache, _ = load_or_build_cache(cfg, preset, setup_dist(cfg.run))
     return {"clips": cache.num_clips, "latents": int(len(cache.latents))}
 
 
-def make_frame_plan(cfg: WorldTrainConfig, preset: Preset, step: int, batch: int, gen: torch.Generator):
-    """(t [B, F], frame_weight [B, F]) for this step's sequences."""
+def make_frame_plan(
+    cfg: WorldTrainConfig, preset: Preset, step: int, batch: int, gen: torch.Generator, n: int
+):
+    """(t [B, F], frame_weight [B, F]) for this step's sequences of `n` latents."""
     fpb, shift = preset.model.num_frame_per_block, preset.sampler.timestep_shift
     s = preset.sampler
     few = sampling_timesteps(s.denoising_step_list, s.warp_denoising_step, shift)
-    n = sequence_latents(cfg)
     t = block_timesteps(batch, n // fpb, fpb, shift, cfg.few_step, few, gen)  # [B, F]
     w = torch.ones(batch, n)
-    if cfg.mode == "autoregressive":
+    if cfg.mode == "autoregressive" and n > fpb:
         c = cfg.context_latents
         if step < cfg.curriculum_fraction * cfg.run.steps:
             w[:, :c], w[:, c:] = cfg.context_weight, cfg.target_weight
@@ -120,11 +133,19 @@ def make_frame_plan(cfg: WorldTrainConfig, preset: Preset, step: int, batch: int
     return t, w
 
 
+def plan_sequence(cfg: WorldTrainConfig, max_block: int, fpb: int, n_seq: int, gen: torch.Generator):
+    """(start, latents) of this step's sequences: a random block offset, or block 0 alone."""
+    first = cfg.mode == "autoregressive" and cfg.first_block > 0
+    if first and float(torch.rand(1, generator=gen)) < cfg.first_block:
+        return 0, fpb
+    return int(torch.randint(max_block + 1, (1,), generator=gen)) * fpb, n_seq
+
+
 def train_world(cfg: WorldTrainConfig) -> dict:
     """Run (or resume) world-model training; returns the last logged metrics."""
     run = cfg.run
     d = setup_dist(run)
-    preset = load_preset(cfg.preset)
+    preset = training_preset(cfg)
     check_config(cfg, preset)
     out = Path(run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,9 +180,14 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     while step < run.steps and not (run.stop_after and step >= run.stop_after):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, run)
-        start = int(torch.randint(max_block + 1, (1,), generator=gen)) * fpb
-        batch = sample_batch(cache, run.batch_size, n_seq, start, gen).to(d.device)
-        t, w = make_frame_plan(cfg, preset, step, run.batch_size, gen)
+        start, n = plan_sequence(cfg, max_block, fpb, n_seq, gen)
+        batch = sample_batch(
+            cache, run.batch_size, n, start, gen, condition=preset.condition, frames_per_block=fpb
+        )
+        if cfg.anchor_noise_max > 0 and preset.condition == "last_latent":
+            batch = noisy_anchors(batch, fpb, cfg.anchor_noise_max, gen)
+        batch = batch.to(d.device)
+        t, w = make_frame_plan(cfg, preset, step, run.batch_size, gen, n)
         noise = torch.randn(batch.x0.shape, generator=gen)
         keep = (torch.rand(run.batch_size, generator=gen) >= cfg.action_dropout).float()
         with autocast(d.device, run.bf16):

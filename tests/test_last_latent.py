@@ -1,0 +1,97 @@
+"""`condition: last_latent` presets: each block is conditioned on the clean latent just before it, the
+same way in the streaming session and in training batches."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from engine.actions import ActionBlock
+from engine.conditioning import MASK_CHANNELS, anchor_latents
+from engine.config import load_preset
+
+PRESET = "configs/train/presets/synthetic.yaml"
+
+
+def test_anchor_latents_repeat_the_anchor_and_mask_only_latent_zero():
+    anchor = torch.randn(2, 1, 16, 4, 5)
+    first, later = anchor_latents(anchor, 0, 3), anchor_latents(anchor, 3, 3)
+    assert first.shape == later.shape == (2, 3, MASK_CHANNELS + 16, 4, 5)
+    for cond in (first, later):
+        assert all(torch.equal(cond[:, i, MASK_CHANNELS:], anchor[:, 0]) for i in range(3))
+    assert bool((first[:, 0, :MASK_CHANNELS] == 1).all()) and bool((first[:, 1:, :MASK_CHANNELS] == 0).all())
+    assert bool((later[:, :, :MASK_CHANNELS] == 0).all())
+
+
+def test_unknown_condition_is_an_error():
+    from engine.session import load_session
+
+    preset = replace(load_preset(PRESET), condition="previous")
+    with pytest.raises(ValueError, match="unknown condition 'previous'"):
+        load_session(preset, dtype="fp32")
+
+
+def test_session_conditions_each_block_on_its_previous_clean_latent():
+    from engine.session import load_session
+
+    torch.manual_seed(0)
+    s = load_session(replace(load_preset(PRESET), condition="last_latent"), dtype="fp32")
+    calls = []
+    forward = s.model.forward
+
+    def spy(x, cond, t, *args, **kwargs):
+        calls.append((x.clone(), cond.clone(), t.clone()))
+        return forward(x, cond, t, *args, **kwargs)
+
+    s.model.forward = spy
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    s.start(image, seed=0)
+    image_latent = s.vae.encode(torch.from_numpy(image).permute(2, 0, 1)[None, None].float() / 127.5 - 1)
+    rng = np.random.default_rng(1)
+    passes = len(s.timesteps) + 1  # denoising passes + context pass
+    for b in range(3):
+        n = s.actions_needed
+        s.step(ActionBlock((rng.random((n, 4)) < 0.5).astype(np.float32), rng.normal(0, 0.1, (n, 2)).astype(np.float32)))
+        block = calls[b * passes : (b + 1) * passes]
+        conds = {tuple(c[1].flatten()[:8].tolist()) for c in block}
+        assert len(conds) == 1  # the same cond for every pass of a block
+        cond = block[0][1]
+        if b == 0:
+            want = image_latent
+            assert bool((cond[:, 0, :MASK_CHANNELS] == 1).all())
+        else:
+            context_x = calls[b * passes - 1][0]  # the previous block's context pass sees its clean x0
+            want = context_x[:, -1:]
+            assert bool((cond[:, :, :MASK_CHANNELS] == 0).all())
+        for i in range(3):
+            assert torch.allclose(cond[:, i, MASK_CHANNELS:], want[:, 0], atol=1e-5)
+
+
+def test_training_batches_condition_on_the_latent_before_each_block(tmp_path):
+    from engine.data.synthetic_world import record_synthetic
+    from engine.train.config import WorldTrainConfig, load_train_config
+    from engine.train.runtime import setup_dist
+    from engine.train.world_batch import noisy_anchors, sample_batch
+    from engine.train.world_trainer import load_or_build_cache
+
+    record_synthetic(tmp_path / "data", episodes=2, frames=61, height=64, width=64)
+    cfg = load_train_config(
+        WorldTrainConfig, None,
+        [f"preset={PRESET}", f"data=[{tmp_path / 'data'}]", f"run.out_dir={tmp_path / 'run'}",
+         "mode=autoregressive", "clip_latents=3", "context_latents=3"],
+    )  # fmt: skip
+    preset = load_preset(PRESET)
+    cache, _ = load_or_build_cache(cfg, preset, setup_dist(cfg.run))
+    gen = torch.Generator().manual_seed(0)
+    for start in (0, 3):
+        batch = sample_batch(cache, 2, 6, start, gen, condition="last_latent", frames_per_block=3)
+        lat = batch.cond[:, :, MASK_CHANNELS:]
+        if start == 0:
+            assert all(torch.equal(lat[:, i], batch.x0[:, 0]) for i in range(3))  # the start image latent
+        assert all(torch.equal(lat[:, i], batch.x0[:, 2]) for i in range(3, 6))  # block 1 sees latent 2
+        noisy = noisy_anchors(batch, 3, 0.5, gen)
+        changed = (noisy.cond - batch.cond).abs().amax(dim=(0, 2, 3, 4)) > 0  # per position
+        assert changed.tolist() == [start > 0] * 3 + [True] * 3  # the exact start-image anchor stays clean
