@@ -20,6 +20,8 @@ from app.errors import NoDisplayError
 from app.worlds import StartImages, build_world, checkpoint_path, file_sha256
 from engine.actions import ActionBlock
 from engine.config import Preset, list_presets, load_preset, preset_to_dict
+from engine.threads import default_threads, serial
+from engine.threads import use as use_threads
 
 log = logging.getLogger("worldplayer")
 DEFAULT_PRESET = "doom"
@@ -158,10 +160,8 @@ def run(argv: Optional[list[str]] = None) -> int:
             print(name)
         return 0
     validate(args, parser)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    threads = default_threads(args.threads)
+    use_threads(threads)
     device = args.device or default_device()
     if args.replay:
         return _replay(args, device)
@@ -209,6 +209,7 @@ def run(argv: Optional[list[str]] = None) -> int:
     from app.window import AppOptions, check_display
 
     check_display()
+    serial()  # the world is built here but stepped on the generation thread (see engine.threads)
     world = world_factory()
     try:
         from app.window import App
@@ -218,6 +219,7 @@ def run(argv: Optional[list[str]] = None) -> int:
             scale=args.scale,
             fullscreen=args.fullscreen,
             record_dir=args.record,
+            threads=threads,
         )
         app = App(world, preset, images, args.seed, options, meta)
         code = app.run()

@@ -34,6 +34,7 @@ from app.input_state import InputState
 from app.recorder import Recorder
 from app.rollout import Rollout
 from app.worlds import StartImages
+from engine.threads import use as use_threads
 from engine.world import World
 
 log = logging.getLogger("worldplayer")
@@ -57,6 +58,7 @@ class GenerationThread(threading.Thread):
         seed: int = 0,
         display_fps: float = 0.0,
         recorder_factory: Optional[Callable[[Rollout, str], Recorder]] = None,
+        threads: int = 0,
     ):
         super().__init__(name="generation", daemon=True)
         self.world = world
@@ -66,6 +68,7 @@ class GenerationThread(threading.Thread):
         self.seed = seed
         self.display_fps = display_fps  # 0 = always start at one block (no just-in-time start)
         self.recorder_factory = recorder_factory
+        self.threads = threads  # torch threads for this thread (0 = leave torch's default)
         self.rollout: Optional[Rollout] = None
         self.start_label = ""
         self.session = 0
@@ -103,6 +106,8 @@ class GenerationThread(threading.Thread):
     # --- the thread ---
     def run(self) -> None:
         try:
+            if self.threads:
+                use_threads(self.threads)  # this thread's own team (engine.threads)
             self._restart()
             while not self.stop_event.is_set():
                 self._handle_commands()

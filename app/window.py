@@ -51,6 +51,7 @@ class AppOptions:
     error_hold_s: float = 2.0  # how long a generation error stays on screen before the app exits
     show_hud: bool = True
     title: str = "worldplayer"
+    threads: int = 0  # torch threads of the generation thread (0 = torch's default)
 
 
 def check_display() -> None:
@@ -100,7 +101,7 @@ class App:
         block = 12  # frames per later block; the first block is 9
         self.queue = FrameQueue(QUEUE_BLOCKS * block)
         self.gen = GenerationThread(
-            world, self.input, self.queue, images, seed, options.fps, self._make_recorder
+            world, self.input, self.queue, images, seed, options.fps, self._make_recorder, options.threads
         )
         self._record_count = 0
         self.show_hud = options.show_hud

@@ -69,14 +69,20 @@ def bench_headless(preset, args) -> dict:
 
 
 def bench_window(preset, args) -> dict:
+    """The window part, as `python main.py` runs it: built with one thread, stepped on the generation
+    thread with `--threads` (engine.threads). Runs in a fresh process so that the headless part's
+    OpenMP team does not slow it down."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     import pygame
 
     from app.cli import session_meta
     from app.window import App, AppOptions
+    from engine.threads import default_threads, serial
 
+    threads = default_threads(args.threads)
+    serial()
     world = build_world(preset, args.checkpoint, args.device, args.dtype)
-    opts = AppOptions(fps=preset.fps, screenshot_dir="/tmp", error_hold_s=0)
+    opts = AppOptions(fps=preset.fps, screenshot_dir="/tmp", error_hold_s=0, threads=threads)
     images = StartImages(preset, args.image, log=lambda m: None)
     app = App(world, preset, images, 0, opts, session_meta(preset, args.checkpoint, args.device, args.dtype))
 
@@ -93,7 +99,19 @@ def bench_window(preset, args) -> dict:
     s = app.summary()
     times = list(app._tick_times)
     s["display_fps_last"] = round((len(times) - 1) / (times[-1] - times[0]), 2) if len(times) > 1 else None
+    s["threads"] = threads
     return s
+
+
+def window_in_subprocess(argv: list[str]) -> dict:
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "window.json")
+        subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--window-only", out], check=True)
+        with open(out) as f:
+            return json.load(f)
 
 
 def main() -> None:
@@ -109,15 +127,21 @@ def main() -> None:
         "--window-seconds", type=float, default=0, help="also run the window for this long (0 = skip)"
     )
     p.add_argument("--json", help="write the results here too")
-    args = p.parse_args()
+    p.add_argument("--window-only", help=argparse.SUPPRESS)  # internal: the window part's JSON path
+    argv = sys.argv[1:]
+    args = p.parse_args(argv)
+    preset = load_preset(args.preset)
+    if args.window_only:
+        with open(args.window_only, "w") as f:
+            json.dump(bench_window(preset, args), f)
+        return
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    preset = load_preset(args.preset)
     result = {"headless": bench_headless(preset, args)}
     if args.window_seconds > 0:
-        result["window"] = bench_window(preset, args)
+        result["window"] = window_in_subprocess(argv)  # its --json is ignored there
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -215,3 +215,25 @@ def test_dream_key_restarts_from_a_dreamed_scene(tmp_path, monkeypatch):
     assert "no start-scene generator" in seen["notice"] and app.gen.error is None
     assert app.gen.session == 2 and app.gen.start_label == "var:MAP01" and app.gen.dream_ms is not None
     assert app.current.image.mean() > 150  # frames now come from the dreamed (bright) start image
+
+
+def test_generation_thread_steps_with_the_requested_torch_threads(tmp_path):
+    """The world is built with one thread and stepped on the generation thread with `threads`."""
+    import torch
+
+    seen = []
+
+    class Counting(FakeWorld):
+        def step(self, actions):
+            seen.append(torch.get_num_threads())
+            return super().step(actions)
+
+    main_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        app = make_app(Counting(), tmp_path, record=False, threads=3)
+        assert app.run(max_frames=20) == 0
+        assert seen and set(seen) == {3}
+        assert torch.get_num_threads() == 1  # the main thread keeps its own setting
+    finally:
+        torch.set_num_threads(main_threads)
