@@ -7,6 +7,8 @@ the Matrix-Game 2.0 streaming pipeline:
      x0, re-noise to the next timestep; or `euler`), all writing the same cache slots;
   3. one context pass on the clean x0 at `context_noise`, which leaves the clean block in the caches;
   4. streaming VAE decode of the block's latents (9 video frames for block 0, 12 later).
+cond_concat is the preset's `condition`: Matrix-Game's [image, gray...] stream ("image"), or the last
+clean latent of the previous block ("last_latent"; the start image's latent for block 0).
 Actions arrive per video frame; latent frame f sees frames [4f - 12, 4f) (`engine.actions`). Only the
 last few blocks of actions are kept, so memory is flat however long a session runs.
 """
