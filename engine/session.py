@@ -115,7 +115,8 @@ class WorldModelSession:
         cfg = self.preset.model
         self._condition = condition if cfg.in_dim > cfg.out_dim else None
         if self._condition is not None and self.preset.condition == "last_latent":
-            self._anchor = condition.stream.next(1)  # the start image's latent
+            self._anchor = condition.stream.next(1)  # the start image's latent; the stream is done
+            self._condition = None
         h, w = self.latent_hw
         self._cache = self.model.new_cache(1, h, w, self.device, self.dtype)
         self._vae_cache: Any = self.vae.new_decode_cache()

@@ -23,7 +23,7 @@ def default_threads(requested: Optional[int] = None) -> int:
 
 def serial() -> None:
     """Run this thread's torch ops on one thread (no OpenMP team is created for it)."""
-    torch.set_num_threads(1)
+    use(1)
 
 
 def use(threads: int) -> None:

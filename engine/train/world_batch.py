@@ -8,7 +8,7 @@ windows from `engine.actions.gather_windows`. Per-block timesteps and loss weigh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -93,8 +93,7 @@ def noisy_anchors(batch: WorldBatch, frames_per_block: int, sigma_max: float, ge
     s = (sigma[:, None] * later[None]).view(b, n, 1, 1, 1)
     noise = torch.randn(batch.cond[:, :, MASK_CHANNELS:].shape, generator=gen)
     lat = (1 - s) * batch.cond[:, :, MASK_CHANNELS:] + s * noise
-    cond = torch.cat([batch.cond[:, :, :MASK_CHANNELS], lat], dim=2)
-    return WorldBatch(batch.x0, cond, batch.keyboard, batch.mouse, batch.start)
+    return replace(batch, cond=torch.cat([batch.cond[:, :, :MASK_CHANNELS], lat], dim=2))
 
 
 def max_start_block(cache: LatentCache, num_latents: int, frames_per_block: int) -> int:

@@ -74,9 +74,9 @@ def check_config(cfg: WorldTrainConfig, preset: Preset) -> None:
 
 def spread(episodes: list, max_frames: int) -> list:
     """Episodes evenly spaced over the list (so every map is used) until `max_frames` are taken."""
-    if not max_frames or sum(len(e.frames) for e in episodes) <= max_frames:
-        return episodes
     total = sum(len(e.frames) for e in episodes)
+    if not max_frames or total <= max_frames:
+        return episodes
     stride = total / max_frames
     picked, budget, acc = [], max_frames, 0.0
     for e in episodes:
