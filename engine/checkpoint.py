@@ -101,6 +101,25 @@ def load_weights_into(
     return preset
 
 
+def check_conditioning(file_preset: Optional[dict], preset: Preset, path: Union[str, Path]) -> None:
+    """Our checkpoints record what their cond_concat channels held in training (`condition`,
+    `anchor_warp`); running them with another conditioning gives plausible-looking garbage, so it is a
+    CheckpointError. Files without an embedded preset (official ones) are not checked."""
+    if file_preset is None:
+        return
+    trained = {
+        "condition": file_preset.get("condition", "image"),
+        "anchor_warp": {"yaw_px": 0.0, "zoom": 0.0, **file_preset.get("anchor_warp", {})},
+    }
+    used = {"condition": preset.condition, "anchor_warp": preset_to_dict(preset)["anchor_warp"]}
+    diffs = [f"{k} {trained[k]} != {used[k]}" for k in trained if trained[k] != used[k]]
+    if diffs:
+        raise CheckpointError(
+            f"{Path(path).name} was trained with other conditioning than preset {preset.name} "
+            f"(file != preset: {'; '.join(diffs)}); use the preset it was trained with"
+        )
+
+
 def _listed(what: str, items: list[str]) -> str:
     more = f", ... (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
     return f"{len(items)} {what}: " + ", ".join(items[:MAX_LISTED]) + more

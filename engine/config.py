@@ -74,6 +74,9 @@ class SamplerConfig:
     num_train_timesteps: int = 1000
     context_noise: float = 0.0
     kind: str = "x0_renoise"  # "x0_renoise" (distilled) or "euler" (plain velocity loop)
+    # last_latent presets: start the first step from the (warped) anchor noised to that step's t
+    # instead of pure noise (SDEdit); the step list then starts below 1000.
+    start_from_anchor: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,18 @@ class GameConfig:
 
 
 @dataclass(frozen=True)
+class AnchorWarpConfig:
+    """Camera-motion prior for `condition: last_latent` (engine.anchor_warp); zeros = no warp.
+
+    yaw_px: latent pixels the image shifts per mouse-yaw unit held for one video frame;
+    zoom: relative zoom per video frame of net forward key (W minus S).
+    """
+
+    yaw_px: float = 0.0
+    zoom: float = 0.0
+
+
+@dataclass(frozen=True)
 class Preset:
     """Everything needed to build and run one world model."""
 
@@ -136,6 +151,7 @@ class Preset:
     # What fills cond_concat's latent channels (engine.conditioning): "image" = Matrix-Game 2.0's
     # [start image, gray, ...]; "last_latent" = the latest clean latent before each block.
     condition: str = "image"
+    anchor_warp: AnchorWarpConfig = field(default_factory=AnchorWarpConfig)  # last_latent only
     game: GameConfig = field(default_factory=GameConfig)
 
 

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from engine.actions import ActionBlock, block_video_frames, gather_windows
+from engine.anchor_warp import check_anchor_warp, is_identity, latent_frame, warp_anchor, warp_motion
 from engine.conditioning import (
+    MASK_CHANNELS,
     anchor_latents,
     build_condition,
     check_condition,
@@ -87,6 +89,9 @@ class WorldModelSession:
                 f"unknown sampler kind {preset.sampler.kind!r}; expected 'x0_renoise' or 'euler'"
             )
         check_condition(preset.condition)
+        check_anchor_warp(preset)
+        if preset.sampler.start_from_anchor and preset.condition != "last_latent":
+            raise ValueError(f"preset {preset.name}: sampler.start_from_anchor needs condition: last_latent")
         self._anchor: Optional[torch.Tensor] = None  # last clean latent (condition: last_latent)
         self._block = -1  # not started
 
@@ -134,12 +139,15 @@ class WorldModelSession:
         actions.check(self.spec.keyboard_dim, self.spec.has_mouse, frames=self.actions_needed)
         start = self._block * self.frames_per_block
         mouse_w, keyboard_w = self._action_windows(actions, start)
+        guess = None
         if self._anchor is not None:
-            cond = anchor_latents(self._anchor, start, self.frames_per_block)
+            cond = anchor_latents(self._warped_anchor(start), start, self.frames_per_block)
+            if self.preset.sampler.start_from_anchor:
+                guess = cond[:, :, MASK_CHANNELS:]
         else:
             cond = None if self._condition is None else self._condition.next(self.frames_per_block)
         velocity = self._velocity_fn(cond, mouse_w, keyboard_w, start)
-        x0 = self._denoise(velocity, start)
+        x0 = self._denoise(velocity, start, guess)
         if self._anchor is not None:
             self._anchor = x0[:, -1:]
         context_t = torch.full(x0.shape[:2], float(self.preset.sampler.context_noise), device=self.device)
@@ -193,6 +201,19 @@ class WorldModelSession:
         mouse_w = windows(self._mouse) if self.spec.has_mouse else None
         return mouse_w, keyboard_w
 
+    def _warped_anchor(self, start: int) -> torch.Tensor:
+        """The anchor for latents start.. : [1, 1, C, h, w] as is, or [1, F, C, h, w] warped (anchor_warp)."""
+        cfg = self.preset.anchor_warp
+        if is_identity(cfg):
+            return self._anchor
+        a = latent_frame(max(0, start - 1), self.temporal) - self._first_index
+        spans = [
+            (a, latent_frame(p, self.temporal) - self._first_index)
+            for p in range(start, start + self.frames_per_block)
+        ]
+        dx, scale = warp_motion(self._keyboard[None], self._mouse[None], spans, cfg)
+        return warp_anchor(self._anchor, dx, scale)
+
     def _velocity_fn(self, cond, mouse_w, keyboard_w, start: int):
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.model(
@@ -208,12 +229,14 @@ class WorldModelSession:
 
         return velocity
 
-    def _denoise(self, velocity, start: int) -> torch.Tensor:
-        """Fresh noise -> clean latents [1, F, C, h, w] in the run dtype."""
+    def _denoise(self, velocity, start: int, guess: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Fresh noise (or `guess` noised to the first timestep) -> clean latents [1, F, C, h, w]."""
         h, w = self.latent_hw
         shape = (1, self.frames_per_block, self.preset.model.out_dim, h, w)
         x = torch.randn(shape, generator=self._gen).to(self.device, self.dtype)
         ts = self.timesteps.tolist()
+        if guess is not None:
+            x = add_noise(guess.expand(shape).to(self.dtype), x, torch.full(shape[:2], ts[0], device=self.device))
         for i, t in enumerate(ts):
             tt = torch.full(shape[:2], t, device=self.device)
             v = velocity(x, tt)
@@ -253,14 +276,14 @@ def load_session(
         raise ValueError(
             f"preset {preset.name}: unknown world {preset.world!r}; expected 'model' or 'vizdoom'"
         )
-    from engine.checkpoint import load_weights_into
+    from engine.checkpoint import check_conditioning, load_weights_into
     from engine.model.causal_wan import CausalWanModel
     from engine.vae.factory import build_image_encoder, build_vae
 
     path = resolve_path(checkpoint or preset.checkpoint)
     model = CausalWanModel(preset.model)
     if path:
-        load_weights_into(model, path, preset)
+        check_conditioning(load_weights_into(model, path, preset), preset, path)
     vae = build_vae(preset.vae, vae_checkpoint)
     encoder = build_image_encoder(preset.image_encoder, image_encoder_checkpoint)
     return WorldModelSession(preset, model, vae, encoder, device=device, dtype=dtype, checkpoint=path)

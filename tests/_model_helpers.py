@@ -83,3 +83,33 @@ def seeded_weights_(model: torch.nn.Module, seed: int) -> None:
                 p.copy_(0.02 * r)  # biases
             else:
                 p.copy_(r / p[0].numel() ** 0.5)  # fan-in scaled weights
+
+
+def record_forward(session) -> list:
+    """Spy on a session's model: every call appends (x, cond, t) clones to the returned list."""
+    calls = []
+    forward = session.model.forward
+
+    def spy(x, cond, t, *args, **kwargs):
+        calls.append((x.clone(), cond.clone(), t.clone()))
+        return forward(x, cond, t, *args, **kwargs)
+
+    session.model.forward = spy
+    return calls
+
+
+def synthetic_cache(tmp_path, preset: str = "configs/train/presets/synthetic.yaml"):
+    """A latent cache of 2 synthetic episodes (61 frames at 64x64) for autoregressive 3+3 sequences."""
+    from engine.data.synthetic_world import record_synthetic
+    from engine.train.config import WorldTrainConfig, load_train_config
+    from engine.train.runtime import setup_dist
+    from engine.train.world_trainer import load_or_build_cache
+
+    record_synthetic(tmp_path / "data", episodes=2, frames=61, height=64, width=64)
+    cfg = load_train_config(
+        WorldTrainConfig, None,
+        [f"preset={preset}", f"data=[{tmp_path / 'data'}]", f"run.out_dir={tmp_path / 'run'}",
+         "mode=autoregressive", "clip_latents=3", "context_latents=3"],
+    )  # fmt: skip
+    cache, _ = load_or_build_cache(cfg, load_preset(preset), setup_dist(cfg.run))
+    return cache

@@ -12,6 +12,7 @@ import torch
 from engine.actions import ActionBlock
 from engine.conditioning import MASK_CHANNELS, anchor_latents
 from engine.config import load_preset
+from tests._model_helpers import record_forward, synthetic_cache
 
 PRESET = "configs/train/presets/synthetic.yaml"
 
@@ -39,14 +40,7 @@ def test_session_conditions_each_block_on_its_previous_clean_latent():
 
     torch.manual_seed(0)
     s = load_session(replace(load_preset(PRESET), condition="last_latent"), dtype="fp32")
-    calls = []
-    forward = s.model.forward
-
-    def spy(x, cond, t, *args, **kwargs):
-        calls.append((x.clone(), cond.clone(), t.clone()))
-        return forward(x, cond, t, *args, **kwargs)
-
-    s.model.forward = spy
+    calls = record_forward(s)
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     s.start(image, seed=0)
     image_latent = s.vae.encode(torch.from_numpy(image).permute(2, 0, 1)[None, None].float() / 127.5 - 1)
@@ -71,20 +65,9 @@ def test_session_conditions_each_block_on_its_previous_clean_latent():
 
 
 def test_training_batches_condition_on_the_latent_before_each_block(tmp_path):
-    from engine.data.synthetic_world import record_synthetic
-    from engine.train.config import WorldTrainConfig, load_train_config
-    from engine.train.runtime import setup_dist
     from engine.train.world_batch import noisy_anchors, sample_batch
-    from engine.train.world_trainer import load_or_build_cache
 
-    record_synthetic(tmp_path / "data", episodes=2, frames=61, height=64, width=64)
-    cfg = load_train_config(
-        WorldTrainConfig, None,
-        [f"preset={PRESET}", f"data=[{tmp_path / 'data'}]", f"run.out_dir={tmp_path / 'run'}",
-         "mode=autoregressive", "clip_latents=3", "context_latents=3"],
-    )  # fmt: skip
-    preset = load_preset(PRESET)
-    cache, _ = load_or_build_cache(cfg, preset, setup_dist(cfg.run))
+    cache = synthetic_cache(tmp_path)
     gen = torch.Generator().manual_seed(0)
     for start in (0, 3):
         batch = sample_batch(cache, 2, 6, start, gen, condition="last_latent", frames_per_block=3)

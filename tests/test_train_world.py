@@ -128,3 +128,22 @@ def test_first_block_steps_train_block_zero_alone(data, tmp_path):
     assert plans == {(0, 6), (3, 6), (6, 6)}  # context + target sequences at every block offset
     t, w = make_frame_plan(cfg, preset, 10**6, 2, gen, 6)  # past the curriculum: context untrained
     assert bool((w[:, :3] == 0).all()) and bool((w[:, 3:] == 1).all())
+
+
+def test_warped_own_anchor_training_resumes_exactly(data, tmp_path):
+    """anchor_warp + self_anchor + anchor noise: the whole last_latent path, and its RNG, survive a resume."""
+    from omegaconf import OmegaConf
+
+    from engine.train.world_trainer import train_world
+
+    preset = OmegaConf.load(PRESET)
+    preset.condition, preset.anchor_warp = "last_latent", {"yaw_px": 3.5, "zoom": 0.03}
+    path = tmp_path / "warped.yaml"
+    OmegaConf.save(preset, path)
+    extra = [f"preset={path}", "self_anchor=1.0", "anchor_noise_max=0.1", "curriculum_fraction=0", "run.steps=4"]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    train_world(world_cfg(data, whole, *extra))
+    train_world(world_cfg(data, split, *extra, "run.ckpt_every=2", "run.stop_after=2"))
+    train_world(world_cfg(data, split, *extra))
+    assert losses(split) == losses(whole)
+    assert all(np.isfinite(losses(whole)))

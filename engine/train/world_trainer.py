@@ -44,6 +44,7 @@ from engine.train.runtime import (
     wrap_ddp,
 )  # fmt: skip
 from engine.train.world_batch import block_timesteps, max_start_block, noisy_anchors, sample_batch
+from engine.train.self_anchor import own_context
 from engine.train.world_objective import WorldObjective
 from engine.vae.factory import build_vae
 
@@ -176,17 +177,24 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         (out / "config.yaml").write_text(str(config_to_dict(cfg)))
     bar = progress(run.steps, step, d.main and run.progress, f"world/{cfg.mode}")
     speed, last_save, last = Throughput(), time.time(), {}
+    s = preset.sampler
+    few_t = sampling_timesteps(s.denoising_step_list, s.warp_denoising_step, s.timestep_shift)
     sample_clips = list(range(0, cache.num_clips, max(1, cache.num_clips // 2)))[:2]
     while step < run.steps and not (run.stop_after and step >= run.stop_after):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, run)
         start, n = plan_sequence(cfg, max_block, fpb, n_seq, gen)
         batch = sample_batch(
-            cache, run.batch_size, n, start, gen, condition=preset.condition, frames_per_block=fpb
-        )
-        if cfg.anchor_noise_max > 0 and preset.condition == "last_latent":
-            batch = noisy_anchors(batch, fpb, cfg.anchor_noise_max, gen)
+            cache, run.batch_size, n, start, gen,
+            condition=preset.condition, frames_per_block=fpb, warp=preset.anchor_warp,
+        )  # fmt: skip
         batch = batch.to(d.device)
+        if preset.condition == "last_latent":
+            if cfg.self_anchor > 0 and n > fpb:
+                with autocast(d.device, run.bf16):
+                    batch = own_context(model, batch, fpb, cfg.self_anchor, few_t, gen)
+            if cfg.anchor_noise_max > 0:
+                batch = noisy_anchors(batch, fpb, cfg.anchor_noise_max, gen)
         t, w = make_frame_plan(cfg, preset, step, run.batch_size, gen, n)
         noise = torch.randn(batch.x0.shape, generator=gen)
         keep = (torch.rand(run.batch_size, generator=gen) >= cfg.action_dropout).float()

@@ -1,0 +1,64 @@
+"""Train on the model's own anchors (a cheap cure for exposure bias in `condition: last_latent` runs).
+
+At play time a block's context (the KV cache) and its anchor are the model's own last block, which is
+never as sharp as the data; a model trained only on real anchors fades a little more every block. For a
+share of the samples of an autoregressive batch, this replaces the clean context block by the model's
+one-pass x0 prediction of it from a sampler timestep (no gradient), and the target block's anchor by
+that prediction's last latent, warped by the same motion as before. The target stays the real latent,
+so the model learns to pull its own blurred output back to the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from engine.anchor_warp import warp_anchor
+from engine.conditioning import MASK_CHANNELS
+from engine.scheduler import add_noise, x0_from_velocity
+from engine.train.world_batch import WorldBatch
+
+
+@torch.no_grad()
+def own_context(
+    model: torch.nn.Module,
+    batch: WorldBatch,
+    fpb: int,
+    share: float,
+    timesteps: torch.Tensor,
+    gen: torch.Generator,
+) -> WorldBatch:
+    """`batch` with the first block replaced by the model's prediction for a `share` of samples.
+
+    batch: an autoregressive sequence whose first block (fpb latents) is the clean context;
+    timesteps: the sampler's timesteps (one is drawn per sample).
+    """
+    b = batch.x0.shape[0]
+    pick = torch.rand(b, generator=gen) < share
+    if not bool(pick.any()) or batch.x0.shape[1] <= fpb:
+        return batch
+    ctx = slice(0, fpb)
+    t = timesteps[torch.randint(len(timesteps), (b,), generator=gen)].float()
+    t = t[:, None].expand(b, fpb).to(batch.x0.device)
+    noise = torch.randn(batch.x0[:, ctx].shape, generator=gen).to(batch.x0.device)
+    x_t = add_noise(batch.x0[:, ctx], noise, t)
+    was_training = model.training
+    model.eval()
+    v = model(x_t, batch.cond[:, ctx], t, None, batch.mouse[:, ctx], batch.keyboard[:, ctx], cache=None,
+              start_frame=batch.start)  # fmt: skip
+    model.train(was_training)
+    own = x0_from_velocity(x_t, v.float(), t).to(batch.x0.dtype)  # [B, fpb, C, h, w]
+    anchor = own[:, -1:]
+    target_lat = batch.cond[:, fpb:, MASK_CHANNELS:]
+    if batch.warp is not None:
+        dx, scale = (m[:, fpb:] for m in batch.warp)
+        new_lat = warp_anchor(anchor, dx, scale)
+    else:
+        new_lat = anchor.expand_as(target_lat)
+    m = pick.to(batch.x0.device).view(b, 1, 1, 1, 1)
+    x0 = batch.x0.clone()
+    x0[:, ctx] = torch.where(m, own, batch.x0[:, ctx])
+    cond = batch.cond.clone()
+    cond[:, fpb:, MASK_CHANNELS:] = torch.where(m, new_lat.to(cond.dtype), target_lat)
+    return replace(batch, x0=x0, cond=cond)
