@@ -30,9 +30,13 @@ def check_anchor_warp(preset) -> None:
         return
     act = preset.model.action
     if preset.condition != "last_latent":
-        raise ValueError(f"preset {preset.name}: anchor_warp needs condition: last_latent, not {preset.condition!r}")
+        raise ValueError(
+            f"preset {preset.name}: anchor_warp needs condition: last_latent, not {preset.condition!r}"
+        )
     if preset.mode != "universal" or act is None or not act.enable_mouse or not act.enable_keyboard:
-        raise ValueError(f"preset {preset.name}: anchor_warp needs the universal action space with mouse and keys")
+        raise ValueError(
+            f"preset {preset.name}: anchor_warp needs the universal action space with mouse and keys"
+        )
 
 
 def latent_frame(p: int, temporal: int = 4) -> int:

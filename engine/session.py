@@ -236,7 +236,9 @@ class WorldModelSession:
         x = torch.randn(shape, generator=self._gen).to(self.device, self.dtype)
         ts = self.timesteps.tolist()
         if guess is not None:
-            x = add_noise(guess.expand(shape).to(self.dtype), x, torch.full(shape[:2], ts[0], device=self.device))
+            x = add_noise(
+                guess.expand(shape).to(self.dtype), x, torch.full(shape[:2], ts[0], device=self.device)
+            )
         for i, t in enumerate(ts):
             tt = torch.full(shape[:2], t, device=self.device)
             v = velocity(x, tt)

@@ -96,7 +96,9 @@ def test_training_batches_warp_anchors_like_the_session(tmp_path):
     clips = [0, cache.num_clips - 1]
     for start in (0, 3):
         plain = sample_batch(cache, 2, 6, start, torch.Generator(), clips=clips, condition="last_latent")
-        batch = sample_batch(cache, 2, 6, start, torch.Generator(), clips=clips, condition="last_latent", warp=WARP)
+        batch = sample_batch(
+            cache, 2, 6, start, torch.Generator(), clips=clips, condition="last_latent", warp=WARP
+        )
         assert torch.equal(plain.x0, batch.x0)
         assert torch.allclose(plain.cond[:, :, :MASK_CHANNELS], batch.cond[:, :, :MASK_CHANNELS])
         for k, c in enumerate(clips):

@@ -48,7 +48,11 @@ def test_session_conditions_each_block_on_its_previous_clean_latent():
     passes = len(s.timesteps) + 1  # denoising passes + context pass
     for b in range(3):
         n = s.actions_needed
-        s.step(ActionBlock((rng.random((n, 4)) < 0.5).astype(np.float32), rng.normal(0, 0.1, (n, 2)).astype(np.float32)))
+        s.step(
+            ActionBlock(
+                (rng.random((n, 4)) < 0.5).astype(np.float32), rng.normal(0, 0.1, (n, 2)).astype(np.float32)
+            )
+        )
         block = calls[b * passes : (b + 1) * passes]
         conds = {tuple(c[1].flatten()[:8].tolist()) for c in block}
         assert len(conds) == 1  # the same cond for every pass of a block

@@ -140,7 +140,13 @@ def test_warped_own_anchor_training_resumes_exactly(data, tmp_path):
     preset.condition, preset.anchor_warp = "last_latent", {"yaw_px": 3.5, "zoom": 0.03}
     path = tmp_path / "warped.yaml"
     OmegaConf.save(preset, path)
-    extra = [f"preset={path}", "self_anchor=1.0", "anchor_noise_max=0.1", "curriculum_fraction=0", "run.steps=4"]
+    extra = [
+        f"preset={path}",
+        "self_anchor=1.0",
+        "anchor_noise_max=0.1",
+        "curriculum_fraction=0",
+        "run.steps=4",
+    ]
     whole, split = tmp_path / "whole", tmp_path / "split"
     train_world(world_cfg(data, whole, *extra))
     train_world(world_cfg(data, split, *extra, "run.ckpt_every=2", "run.stop_after=2"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.checkpoint import load_weights_into
-from engine.config import SamplerConfig, load_preset
+from engine.config import SamplerConfig
 from engine.model.causal_wan import CausalWanModel
 from engine.train.config import WorldTrainConfig
 from engine.train.runtime import setup_dist

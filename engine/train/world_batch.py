@@ -61,8 +61,8 @@ def sample_batch(
         l0, f0 = int(cache.ep_latent0[ep]), int(cache.ep_frame0[ep])
         pos = range(start, start + num_latents)
 
-        def latent(p: int) -> torch.Tensor:
-            return cache.start_cond[c, 0] if p == 0 else cache.latents[l0 + j0 + p]
+        def latent(p: int, c=c, first=l0 + j0) -> torch.Tensor:
+            return cache.start_cond[c, 0] if p == 0 else cache.latents[first + p]
 
         x = [latent(p) for p in pos]
         if condition == "last_latent":
@@ -105,7 +105,9 @@ def anchor_motion(keyboard, mouse, start: int, n: int, fpb: int, warp: AnchorWar
     return warp_motion(keyboard, mouse, spans, warp)
 
 
-def noisy_anchors(batch: WorldBatch, frames_per_block: int, sigma_max: float, gen: torch.Generator) -> WorldBatch:
+def noisy_anchors(
+    batch: WorldBatch, frames_per_block: int, sigma_max: float, gen: torch.Generator
+) -> WorldBatch:
     """Blend the anchors of blocks after block 0 with noise, sigma ~ U(0, sigma_max) per sample.
 
     At play time those anchors are the model's own last latents, never exact; block 0's anchor is the

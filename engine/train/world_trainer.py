@@ -43,8 +43,8 @@ from engine.train.runtime import (
     setup_dist,
     wrap_ddp,
 )  # fmt: skip
-from engine.train.world_batch import block_timesteps, max_start_block, noisy_anchors, sample_batch
 from engine.train.self_anchor import own_context
+from engine.train.world_batch import block_timesteps, max_start_block, noisy_anchors, sample_batch
 from engine.train.world_objective import WorldObjective
 from engine.vae.factory import build_vae
 
