@@ -25,7 +25,10 @@ def is_identity(cfg: AnchorWarpConfig) -> bool:
 
 
 def check_anchor_warp(preset) -> None:
-    """A warp needs `condition: last_latent` and the universal action space (mouse yaw, W/S keys)."""
+    """A warp needs `condition: last_latent` and the universal action space (mouse yaw, W/S keys);
+    so does `sampler.start_from_anchor`."""
+    if preset.sampler.start_from_anchor and preset.condition != "last_latent":
+        raise ValueError(f"preset {preset.name}: sampler.start_from_anchor needs condition: last_latent")
     if is_identity(preset.anchor_warp):
         return
     act = preset.model.action
@@ -42,6 +45,17 @@ def check_anchor_warp(preset) -> None:
 def latent_frame(p: int, temporal: int = 4) -> int:
     """The last video frame of latent p (frame 0 for latent 0)."""
     return temporal * p
+
+
+def anchor_spans(start: int, n: int, fpb: int, temporal: int = 4, offset: int = 0) -> list[tuple[int, int]]:
+    """Frame spans [anchor's frame, p's frame) for latents p = start..start+n-1, minus `offset`.
+
+    A latent's anchor is the last latent before its block (latent 0 for block 0)."""
+    spans = []
+    for p in range(start, start + n):
+        anchor = max(0, p // fpb * fpb - 1)
+        spans.append((latent_frame(anchor, temporal) - offset, latent_frame(p, temporal) - offset))
+    return spans
 
 
 def warp_motion(

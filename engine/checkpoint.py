@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Union
 
@@ -111,7 +112,7 @@ def check_conditioning(file_preset: Optional[dict], preset: Preset, path: Union[
         "condition": file_preset.get("condition", "image"),
         "anchor_warp": {"yaw_px": 0.0, "zoom": 0.0, **file_preset.get("anchor_warp", {})},
     }
-    used = {"condition": preset.condition, "anchor_warp": preset_to_dict(preset)["anchor_warp"]}
+    used = {"condition": preset.condition, "anchor_warp": asdict(preset.anchor_warp)}
     diffs = [f"{k} {trained[k]} != {used[k]}" for k in trained if trained[k] != used[k]]
     if diffs:
         raise CheckpointError(

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from engine.actions import ActionBlock, block_video_frames, gather_windows
-from engine.anchor_warp import check_anchor_warp, is_identity, latent_frame, warp_anchor, warp_motion
+from engine.anchor_warp import anchor_spans, check_anchor_warp, is_identity, warp_anchor, warp_motion
 from engine.conditioning import (
     MASK_CHANNELS,
     anchor_latents,
@@ -90,8 +90,6 @@ class WorldModelSession:
             )
         check_condition(preset.condition)
         check_anchor_warp(preset)
-        if preset.sampler.start_from_anchor and preset.condition != "last_latent":
-            raise ValueError(f"preset {preset.name}: sampler.start_from_anchor needs condition: last_latent")
         self._anchor: Optional[torch.Tensor] = None  # last clean latent (condition: last_latent)
         self._block = -1  # not started
 
@@ -206,11 +204,8 @@ class WorldModelSession:
         cfg = self.preset.anchor_warp
         if is_identity(cfg):
             return self._anchor
-        a = latent_frame(max(0, start - 1), self.temporal) - self._first_index
-        spans = [
-            (a, latent_frame(p, self.temporal) - self._first_index)
-            for p in range(start, start + self.frames_per_block)
-        ]
+        f = self.frames_per_block
+        spans = anchor_spans(start, f, f, self.temporal, offset=self._first_index)
         dx, scale = warp_motion(self._keyboard[None], self._mouse[None], spans, cfg)
         return warp_anchor(self._anchor, dx, scale)
 

@@ -43,11 +43,8 @@ def own_context(
     t = t[:, None].expand(b, fpb).to(batch.x0.device)
     noise = torch.randn(batch.x0[:, ctx].shape, generator=gen).to(batch.x0.device)
     x_t = add_noise(batch.x0[:, ctx], noise, t)
-    was_training = model.training
-    model.eval()
     v = model(x_t, batch.cond[:, ctx], t, None, batch.mouse[:, ctx], batch.keyboard[:, ctx], cache=None,
               start_frame=batch.start)  # fmt: skip
-    model.train(was_training)
     own = x0_from_velocity(x_t, v.float(), t).to(batch.x0.dtype)  # [B, fpb, C, h, w]
     anchor = own[:, -1:]
     target_lat = batch.cond[:, fpb:, MASK_CHANNELS:]

@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 
 from engine.actions import gather_windows
-from engine.anchor_warp import is_identity, latent_frame, warp_anchor, warp_motion
+from engine.anchor_warp import anchor_spans, is_identity, warp_anchor, warp_motion
 from engine.conditioning import MASK_CHANNELS, mask_latents
 from engine.config import AnchorWarpConfig
 from engine.scheduler import sample_train_timesteps
@@ -98,11 +98,7 @@ def anchor_motion(keyboard, mouse, start: int, n: int, fpb: int, warp: AnchorWar
     """(dx, scale) [B, n] moving each position's anchor to it: actions from the anchor's frame to its own.
 
     keyboard/mouse [B, T, .] start at clip frame 0 (the start image)."""
-    spans = []
-    for p in range(start, start + n):
-        anchor = max(0, p // fpb * fpb - 1)
-        spans.append((latent_frame(anchor), latent_frame(p)))
-    return warp_motion(keyboard, mouse, spans, warp)
+    return warp_motion(keyboard, mouse, anchor_spans(start, n, fpb), warp)
 
 
 def noisy_anchors(
