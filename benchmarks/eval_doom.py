@@ -198,10 +198,12 @@ def main(argv=None) -> int:
             "model_on_clear": acc(clear, "model"),
         }
         r = report[f"follow_{group}"]
+        r["by_command"] = {c: acc([f for f in rows if f["cmd"] == c], "model") for c in cmds}
         print(
             f"action following {group:13s} model {r['model']:.2%} on {r['blocks']} blocks "
             f"(estimator on real frames {r['real']:.2%}); "
-            f"on {r['clear_blocks']} clear blocks {r['model_on_clear']:.2%}"
+            f"on {r['clear_blocks']} clear blocks {r['model_on_clear']:.2%}; "
+            + ", ".join(f"{c} {v:.0%}" for c, v in r["by_command"].items())
         )
 
     if args.stability_minutes > 0:

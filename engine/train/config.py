@@ -54,6 +54,9 @@ class VAETrainConfig:
     latent_l2: float = 1e-4  # keeps raw latents small before the soft clamp
     latent_noise: float = 0.15  # decoder sees z + U(0, latent_noise) * N(0, 1) (normalised units)
     stats_momentum: float = 0.99  # running per-channel latent mean/std stored in the checkpoint
+    init: str = ""  # VAE weights to start from (default: a fresh VAE, PCA-initialised)
+    freeze_encoder: bool = False  # train the decoder only; the encoder and latent statistics of `init`
+    # stay as they are, so latents (and a world model trained on them) stay valid
     eval_clips: int = 16
     run: RunConfig = field(default_factory=RunConfig)
 

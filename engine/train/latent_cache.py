@@ -31,9 +31,13 @@ CACHE_FILE = "latents.safetensors"
 
 
 def vae_fingerprint(vae: torch.nn.Module, cfg) -> dict:
-    """Identity of a VAE: kind, architecture and a hash of its weights."""
+    """Identity of a VAE's latents: kind, architecture and a hash of its weights except the decoder's.
+
+    A decoder fine-tune (`freeze_encoder`) keeps the latents, so it keeps the fingerprint too."""
     h = hashlib.sha1()
     for k, v in sorted(vae.state_dict().items()):
+        if k.startswith("decoder."):
+            continue
         h.update(k.encode())
         h.update(v.detach().float().cpu().numpy().tobytes())
     arch = {k: v for k, v in asdict(cfg).items() if k != "checkpoint"}

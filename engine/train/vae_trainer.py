@@ -30,7 +30,7 @@ from engine.train.runtime import (
     unwrap,
     wrap_ddp,
 )
-from engine.vae.tiny_vae import SAFETENSORS_KEY, TinyVAE, vae_config_json
+from engine.vae.tiny_vae import SAFETENSORS_KEY, TinyVAE, load_tiny_vae, vae_config_json
 from engine.vae.tiny_vae_blocks import interleave_first, soft_clamp
 
 
@@ -46,8 +46,9 @@ class VAEObjective(torch.nn.Module):
     ) -> tuple[torch.Tensor, dict, torch.Tensor]:
         """video [B, 1 + 4k, 3, H, W]; noise_scale [B]. Returns (loss, parts, raw latents)."""
         vae, cfg = self.vae, self.cfg
-        raw, _ = vae.encoder(interleave_first(video), None)  # [B, 1 + k, C, h, w]
-        raw = soft_clamp(raw.float())
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not cfg.freeze_encoder):
+            raw, _ = vae.encoder(interleave_first(video), None)  # [B, 1 + k, C, h, w]
+            raw = soft_clamp(raw.float())
         z = vae.normalize(raw)
         z = z + noise_scale[:, None, None, None, None] * torch.randn_like(z)
         x, _ = vae.decoder(vae.denormalize(z))  # [B, 4(1 + k), 3, H, W]
@@ -113,13 +114,16 @@ def calibrate_latents(vae: TinyVAE, clips: torch.Tensor) -> None:
     vae.latent_std.fill_(float((raw - vae.latent_mean[:, None, None]).pow(2).mean().sqrt()))
 
 
-def export_vae(run_dir: str, preset: str, data: list[str], dest: str, clips: int = 32) -> None:
-    """Copy a run's VAE to `dest` with latent statistics calibrated on `clips` full-frame clips of `data`."""
-    from engine.vae.tiny_vae import load_tiny_vae
+def export_vae(
+    run_dir: str, preset: str, data: list[str], dest: str, clips: int = 32, calibrate: bool = True
+) -> None:
+    """Copy a run's VAE to `dest` with latent statistics calibrated on `clips` full-frame clips of `data`.
 
+    calibrate=False keeps the run's statistics (a decoder fine-tune must keep its encoder's latents)."""
     cfg = replace(load_preset(preset).vae, checkpoint="")
     vae = load_tiny_vae(cfg, str(Path(run_dir) / "model.safetensors"))
-    calibrate_latents(vae, FrameClips(load_episodes(data), 9).fixed(clips))
+    if calibrate:
+        calibrate_latents(vae, FrameClips(load_episodes(data), 9).fixed(clips))
     save_vae(vae, Path(dest))
 
 
@@ -149,6 +153,8 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         raise ValueError(f"preset {cfg.preset}: the VAE trainer trains vae.kind 'tiny', got {vae_cfg.kind!r}")
     if (cfg.clip_frames - 1) % 4:
         raise ValueError(f"clip_frames must be 1 + 4k, got {cfg.clip_frames}")
+    if cfg.freeze_encoder and not cfg.init:
+        raise ValueError("freeze_encoder needs init: the VAE whose encoder to keep")
     out = Path(run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = FrameClips(load_episodes(cfg.data), cfg.clip_frames, tuple(cfg.crop))
@@ -160,8 +166,11 @@ def train_vae(cfg: VAETrainConfig) -> dict:
 
     torch.manual_seed(run.seed)
     vae = TinyVAE(vae_cfg).to(d.device)
+    if cfg.freeze_encoder:
+        vae.encoder.requires_grad_(False)
     objective = wrap_ddp(VAEObjective(vae, cfg), d)
-    opt = torch.optim.AdamW(vae.parameters(), lr=run.lr, betas=run.betas, weight_decay=run.weight_decay)
+    trained = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=run.lr, betas=run.betas, weight_decay=run.weight_decay)
     gen = torch.Generator().manual_seed(run.seed * 1000 + d.rank)
     step = 0
     state = load_train_state(out)
@@ -171,6 +180,8 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         gen.set_state(state["sampler"][d.rank] if d.world > 1 else state["sampler"][0])
         set_rng_state(state["rng"])
         step = state["step"]
+    elif cfg.init:
+        vae.load_state_dict(load_tiny_vae(vae_cfg, cfg.init).state_dict())
     else:
         init_pca(vae, data.sample(16, torch.Generator().manual_seed(run.seed)))
     log = MetricsLog(out / "metrics.jsonl", d.main)
@@ -187,9 +198,10 @@ def train_vae(cfg: VAETrainConfig) -> dict:
             loss, parts, raw = objective(video, noise_scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(vae.parameters(), run.grad_clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(trained, run.grad_clip)
         opt.step()
-        update_latent_stats(vae, raw, cfg.stats_momentum, step == 0)
+        if not cfg.freeze_encoder:
+            update_latent_stats(vae, raw, cfg.stats_momentum, step == 0)
         step += 1
         speed.add(run.batch_size * d.world)
         if step % run.log_every == 0 or step == run.steps:
