@@ -8,15 +8,6 @@ import torch
 PRESET = "configs/train/presets/synthetic.yaml"
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from engine.data.synthetic_world import record_synthetic
-
-    root = tmp_path_factory.mktemp("synthetic")
-    record_synthetic(root, episodes=2, frames=41, height=64, width=64)
-    return root
-
-
 def vae_cfg(data, out, *extra):
     from engine.train.config import VAETrainConfig, load_train_config
 
@@ -34,15 +25,15 @@ def load(path):
     return load_tiny_vae(replace(load_preset(PRESET).vae, checkpoint=""), str(path))
 
 
-def test_decoder_fine_tune_keeps_encoder_statistics_and_cache_fingerprint(data, tmp_path):
+def test_decoder_fine_tune_keeps_encoder_statistics_and_cache_fingerprint(synthetic_data, tmp_path):
     from engine.config import load_preset
     from engine.train.latent_cache import vae_fingerprint
     from engine.train.vae_trainer import train_vae
 
     base = tmp_path / "base"
-    train_vae(vae_cfg(data, base))
+    train_vae(vae_cfg(synthetic_data, base))
     tuned = tmp_path / "tuned"
-    train_vae(vae_cfg(data, tuned, f"init={base}/model.safetensors", "freeze_encoder=true"))
+    train_vae(vae_cfg(synthetic_data, tuned, f"init={base}/model.safetensors", "freeze_encoder=true"))
     a, b = load(base / "model.safetensors"), load(tuned / "model.safetensors")
     sa, sb = a.state_dict(), b.state_dict()
     kept = [k for k in sa if not k.startswith("decoder.")]
@@ -52,12 +43,12 @@ def test_decoder_fine_tune_keeps_encoder_statistics_and_cache_fingerprint(data, 
     assert vae_fingerprint(a, cfg) == vae_fingerprint(b, cfg)
 
     full = tmp_path / "full"  # the same start without freezing: the encoder moves, the cache is stale
-    train_vae(vae_cfg(data, full, f"init={base}/model.safetensors"))
+    train_vae(vae_cfg(synthetic_data, full, f"init={base}/model.safetensors"))
     assert vae_fingerprint(load(full / "model.safetensors"), cfg) != vae_fingerprint(a, cfg)
 
 
-def test_freeze_encoder_without_init_is_an_error(data, tmp_path):
+def test_freeze_encoder_without_init_is_an_error(synthetic_data, tmp_path):
     from engine.train.vae_trainer import train_vae
 
     with pytest.raises(ValueError, match="freeze_encoder needs init"):
-        train_vae(vae_cfg(data, tmp_path / "out", "freeze_encoder=true"))
+        train_vae(vae_cfg(synthetic_data, tmp_path / "out", "freeze_encoder=true"))

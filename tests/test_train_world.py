@@ -11,15 +11,6 @@ import torch
 PRESET = "configs/train/presets/synthetic.yaml"
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from engine.data.synthetic_world import record_synthetic
-
-    root = tmp_path_factory.mktemp("synthetic")
-    record_synthetic(root, episodes=3, frames=61, height=64, width=64)
-    return root
-
-
 def world_cfg(data, out, *extra):
     from engine.train.config import WorldTrainConfig, load_train_config
 
@@ -34,14 +25,14 @@ def losses(out) -> list[float]:
     return [r["loss"] for r in rows if "loss" in r]
 
 
-def test_resume_gives_the_same_loss_curve(data, tmp_path):
+def test_resume_gives_the_same_loss_curve(synthetic_data, tmp_path):
     from engine.train.world_trainer import train_world
 
     whole, split = tmp_path / "whole", tmp_path / "split"
-    train_world(world_cfg(data, whole, "run.steps=4"))
-    train_world(world_cfg(data, split, "run.steps=4", "run.ckpt_every=2", "run.stop_after=2"))
+    train_world(world_cfg(synthetic_data, whole, "run.steps=4"))
+    train_world(world_cfg(synthetic_data, split, "run.steps=4", "run.ckpt_every=2", "run.stop_after=2"))
     assert len(losses(split)) == 2
-    train_world(world_cfg(data, split, "run.steps=4"))  # resumes from step 2
+    train_world(world_cfg(synthetic_data, split, "run.steps=4"))  # resumes from step 2
     assert losses(split) == losses(whole)
     from safetensors.torch import load_file
 
@@ -49,7 +40,7 @@ def test_resume_gives_the_same_loss_curve(data, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_batch_matches_the_session_conditioning(data, tmp_path):
+def test_batch_matches_the_session_conditioning(synthetic_data, tmp_path):
     """Position 0 is the start image's own latent, cond is mask_latents of the condition stream."""
     from engine.conditioning import build_condition
     from engine.config import load_preset
@@ -57,14 +48,14 @@ def test_batch_matches_the_session_conditioning(data, tmp_path):
     from engine.train.world_batch import sample_batch
     from engine.train.world_trainer import load_or_build_cache
 
-    cfg = world_cfg(data, tmp_path / "run")
+    cfg = world_cfg(synthetic_data, tmp_path / "run")
     preset = load_preset(PRESET)
     cache, vae = load_or_build_cache(cfg, preset, setup_dist(cfg.run))
     batch = sample_batch(cache, 1, 6, 0, torch.Generator(), clips=[1])
     from engine.train.episodes import load_action_episodes
 
     ep_index, j0 = cache.starts[1].tolist()
-    ep = load_action_episodes([str(data)], 64, 64)[ep_index]
+    ep = load_action_episodes([str(synthetic_data)], 64, 64)[ep_index]
     image = torch.from_numpy(np.array(ep.frames[4 * j0])).permute(2, 0, 1)[None].float() / 127.5 - 1
     with torch.no_grad():
         want = build_condition(vae, image).next(6)  # what the session feeds the model
@@ -83,18 +74,19 @@ def test_empty_data_folder_is_an_error(tmp_path):
         train_world(world_cfg(tmp_path / "empty", tmp_path / "out", "run.steps=1"))
 
 
-def test_latent_cache_from_another_vae_is_an_error(data, tmp_path):
+def test_latent_cache_from_another_vae_is_an_error(synthetic_data, tmp_path):
     from engine.train.world_trainer import train_world
 
     out = tmp_path / "out"
-    train_world(world_cfg(data, out, "run.steps=1"))
+    train_world(world_cfg(synthetic_data, out, "run.steps=1"))
+    other = world_cfg(synthetic_data, tmp_path / "o2", "run.steps=1", "run.seed=5", f"latents={out}/latents")
     with pytest.raises(ValueError, match="another VAE"):  # a different random VAE (seed) -> other weights
-        train_world(world_cfg(data, tmp_path / "out2", "run.steps=1", "run.seed=5", f"latents={out}/latents"))
+        train_world(other)
 
 
-def test_unknown_config_key_is_an_error(data, tmp_path):
+def test_unknown_config_key_is_an_error(synthetic_data, tmp_path):
     with pytest.raises(ValueError, match="clip_latentz"):
-        world_cfg(data, tmp_path, "clip_latentz=3")
+        world_cfg(synthetic_data, tmp_path, "clip_latentz=3")
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
@@ -109,7 +101,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("error: data folder")
 
 
-def test_first_block_steps_train_block_zero_alone(data, tmp_path):
+def test_first_block_steps_train_block_zero_alone(synthetic_data, tmp_path):
     """first_block=1: every step is positions 0..2 (the image latent in view), all noisy and trained."""
     from engine.config import load_preset
     from engine.train.world_trainer import make_frame_plan, plan_sequence
@@ -117,20 +109,20 @@ def test_first_block_steps_train_block_zero_alone(data, tmp_path):
     preset = load_preset(PRESET)
     fpb = preset.model.num_frame_per_block
     gen = torch.Generator().manual_seed(0)
-    cfg = world_cfg(data, tmp_path / "run", "first_block=1.0")
+    cfg = world_cfg(synthetic_data, tmp_path / "run", "first_block=1.0")
     for _ in range(5):
         start, n = plan_sequence(cfg, 2, fpb, 6, gen)
         assert (start, n) == (0, fpb)
         t, w = make_frame_plan(cfg, preset, 100, 2, gen, n)
         assert t.shape == (2, fpb) and bool((t > 0).all()) and bool((w == 1).all())
-    cfg = world_cfg(data, tmp_path / "run", "first_block=0.0")
+    cfg = world_cfg(synthetic_data, tmp_path / "run", "first_block=0.0")
     plans = {plan_sequence(cfg, 2, fpb, 6, gen) for _ in range(40)}
     assert plans == {(0, 6), (3, 6), (6, 6)}  # context + target sequences at every block offset
     t, w = make_frame_plan(cfg, preset, 10**6, 2, gen, 6)  # past the curriculum: context untrained
     assert bool((w[:, :3] == 0).all()) and bool((w[:, 3:] == 1).all())
 
 
-def test_warped_own_anchor_training_resumes_exactly(data, tmp_path):
+def test_warped_own_anchor_training_resumes_exactly(synthetic_data, tmp_path):
     """anchor_warp + self_anchor + anchor noise: the whole last_latent path, and its RNG, survive a resume."""
     from omegaconf import OmegaConf
 
@@ -148,8 +140,8 @@ def test_warped_own_anchor_training_resumes_exactly(data, tmp_path):
         "run.steps=4",
     ]
     whole, split = tmp_path / "whole", tmp_path / "split"
-    train_world(world_cfg(data, whole, *extra))
-    train_world(world_cfg(data, split, *extra, "run.ckpt_every=2", "run.stop_after=2"))
-    train_world(world_cfg(data, split, *extra))
+    train_world(world_cfg(synthetic_data, whole, *extra))
+    train_world(world_cfg(synthetic_data, split, *extra, "run.ckpt_every=2", "run.stop_after=2"))
+    train_world(world_cfg(synthetic_data, split, *extra))
     assert losses(split) == losses(whole)
     assert all(np.isfinite(losses(whole)))

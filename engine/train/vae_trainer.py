@@ -46,9 +46,8 @@ class VAEObjective(torch.nn.Module):
     ) -> tuple[torch.Tensor, dict, torch.Tensor]:
         """video [B, 1 + 4k, 3, H, W]; noise_scale [B]. Returns (loss, parts, raw latents)."""
         vae, cfg = self.vae, self.cfg
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not cfg.freeze_encoder):
-            raw, _ = vae.encoder(interleave_first(video), None)  # [B, 1 + k, C, h, w]
-            raw = soft_clamp(raw.float())
+        raw, _ = vae.encoder(interleave_first(video), None)  # [B, 1 + k, C, h, w]; frozen: no graph
+        raw = soft_clamp(raw.float())
         z = vae.normalize(raw)
         z = z + noise_scale[:, None, None, None, None] * torch.randn_like(z)
         x, _ = vae.decoder(vae.denormalize(z))  # [B, 4(1 + k), 3, H, W]
