@@ -13,6 +13,9 @@ action sequence; the model starts from the real first frame and gets the same ac
   saturated fraction and mean frame difference (frozen image) are checked.
 Strips of real vs generated frames go to `--out` (PNG). Machine, dtype and steps are printed.
 
+`--oracle` replaces the world model by a perfect one: the real frames, encoded and decoded by the
+preset's VAE (or `--vae`). It is the ceiling any world model on that VAE can reach.
+
 python benchmarks/eval_doom.py --preset doom --episodes 9 --blocks 8 --out docs/eval --stability-minutes 5
 """
 
@@ -78,6 +81,16 @@ def block_spans(num_blocks: int) -> list[tuple[int, int]]:
     return spans
 
 
+def vae_round_trip(vae, frames: np.ndarray) -> np.ndarray:
+    """What a perfect world model would show: real frames uint8 [1 + 4k, H, W, 3] through the VAE."""
+    import torch
+
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 127.5 - 1.0
+    with torch.no_grad():
+        y = vae.decode(vae.encode(x))[0]  # [1 + 4k, 3, H, W] in [-1, 1]
+    return ((y.float().permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).byte().numpy()
+
+
 def save_strip(path: str, real: np.ndarray, gen: np.ndarray, idx: list[int]) -> None:
     rows = [np.concatenate([real[i] for i in idx], axis=1), np.concatenate([gen[i] for i in idx], axis=1)]
     Image.fromarray(np.concatenate(rows, axis=0)).save(path)
@@ -100,6 +113,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="doom")
     p.add_argument("--checkpoint", default=None)
+    p.add_argument("--vae", default=None, help="VAE weights instead of the preset's")
+    p.add_argument("--oracle", action="store_true", help="decode the real latents (a perfect model)")
     p.add_argument("--eval-preset", default="vizdoom-eval")
     p.add_argument("--episodes", type=int, default=9)
     p.add_argument("--blocks", type=int, default=8, help="blocks per episode (>= 5 for PSNR at 48)")
@@ -120,14 +135,15 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     eval_preset = load_preset(args.eval_preset)
-    session = load_session(args.preset, checkpoint=args.checkpoint, dtype=args.dtype)
+    session = load_session(args.preset, checkpoint=args.checkpoint, dtype=args.dtype, vae_checkpoint=args.vae)
     real_world = VizDoomWorld(eval_preset)
     maps = list(eval_preset.game.maps)
     rng = np.random.default_rng(args.seed)
     steps = len(session.preset.sampler.denoising_step_list)
     print(f"machine: {platform.machine()} {platform.processor() or ''} threads={torch.get_num_threads()}")
     print(
-        f"model: {args.preset} {args.dtype} {steps} denoising steps + 1 context pass; "
+        f"model: {'VAE round trip (oracle) of ' if args.oracle else ''}{args.preset} {args.dtype} "
+        f"{steps} denoising steps + 1 context pass; "
         f"eval world: {args.eval_preset}"
     )
 
@@ -139,7 +155,10 @@ def main(argv=None) -> int:
         plan = scripted(args.blocks, rng)
         blocks = [b for _, b in plan]
         real = rollout(real_world, blocks, None, seed=1000 + e, map=maps[e % len(maps)])
-        gen = rollout(session, blocks, real[0], seed=args.seed + e)
+        if args.oracle:
+            gen = vae_round_trip(session.vae, real)
+        else:
+            gen = rollout(session, blocks, real[0], seed=args.seed + e)
         reals.append(real)
         gens.append(gen)
         for (a, b), (cmd, _) in zip(block_spans(len(plan))[1:], plan[1:], strict=True):
@@ -173,6 +192,8 @@ def main(argv=None) -> int:
         "dtype": args.dtype,
         "episodes": args.episodes,
         "blocks": args.blocks,
+        "oracle": args.oracle,
+        "vae": args.vae or session.preset.vae.checkpoint,
     }
     print("\nPSNR (dB, mean over episodes)     model   repeat-start   mean-frame")
     for k in AHEAD:
@@ -206,7 +227,7 @@ def main(argv=None) -> int:
             + ", ".join(f"{c} {v:.0%}" for c, v in r["by_command"].items())
         )
 
-    if args.stability_minutes > 0:
+    if args.stability_minutes > 0 and not args.oracle:
         fps = session.spec.fps
         n_blocks = int(np.ceil(args.stability_minutes * 60 * fps / 12))
         plan = scripted(n_blocks, np.random.default_rng(args.seed + 99))
