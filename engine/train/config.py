@@ -51,7 +51,6 @@ class VAETrainConfig:
     l1: float = 1.0
     l2: float = 1.0
     edge: float = 0.5  # L1 on Sobel gradients
-    temporal: float = 0.0  # L1 on frame-to-frame differences (motion inside a latent)
     latent_l2: float = 1e-4  # keeps raw latents small before the soft clamp
     latent_noise: float = 0.15  # decoder sees z + U(0, latent_noise) * N(0, 1) (normalised units)
     stats_momentum: float = 0.99  # running per-channel latent mean/std stored in the checkpoint

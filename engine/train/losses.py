@@ -15,13 +15,8 @@ def sobel(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, groups=c)
 
 
-def reconstruction_loss(
-    pred: torch.Tensor, target: torch.Tensor, l1: float, l2: float, edge: float, temporal: float = 0.0
-) -> dict:
-    """pred/target: [B, T, 3, H, W] in [-1, 1]. Returns dict with 'loss' and its parts (float32).
-
-    `temporal` weighs an L1 on frame-to-frame differences: a decoder that gives the 4 frames of a
-    latent one image has zero difference inside the latent while the game moves every frame."""
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, l1: float, l2: float, edge: float) -> dict:
+    """pred/target: [B, T, 3, H, W] in [-1, 1]. Returns dict with 'loss' and its parts (float32)."""
     pred, target = pred.float(), target.float()
     parts = {"l1": (pred - target).abs().mean(), "l2": F.mse_loss(pred, target)}
     if edge > 0:
@@ -30,11 +25,7 @@ def reconstruction_loss(
         parts["edge"] = (p - t).abs().mean()
     else:
         parts["edge"] = torch.zeros((), device=pred.device)
-    if temporal > 0:
-        parts["temporal"] = (pred.diff(dim=1) - target.diff(dim=1)).abs().mean()
-    else:
-        parts["temporal"] = torch.zeros((), device=pred.device)
-    parts["loss"] = l1 * parts["l1"] + l2 * parts["l2"] + edge * parts["edge"] + temporal * parts["temporal"]
+    parts["loss"] = l1 * parts["l1"] + l2 * parts["l2"] + edge * parts["edge"]
     return parts
 
 

@@ -51,7 +51,7 @@ class VAEObjective(torch.nn.Module):
         z = vae.normalize(raw)
         z = z + noise_scale[:, None, None, None, None] * torch.randn_like(z)
         x, _ = vae.decoder(vae.denormalize(z))  # [B, 4(1 + k), 3, H, W]
-        parts = reconstruction_loss(x[:, 3:], video, cfg.l1, cfg.l2, cfg.edge, cfg.temporal)
+        parts = reconstruction_loss(x[:, 3:], video, cfg.l1, cfg.l2, cfg.edge)
         reg = raw.pow(2).mean()
         loss = parts["loss"] + cfg.latent_l2 * reg
         return loss, parts, raw.detach()
