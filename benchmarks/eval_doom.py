@@ -85,10 +85,11 @@ def vae_round_trip(vae, frames: np.ndarray) -> np.ndarray:
     """What a perfect world model would show: real frames uint8 [1 + 4k, H, W, 3] through the VAE."""
     import torch
 
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 127.5 - 1.0
+    from engine.conditioning import frames_to_uint8, image_to_tensor
+
+    x = torch.cat([image_to_tensor(f) for f in frames])[None]  # [1, 1 + 4k, 3, H, W]
     with torch.no_grad():
-        y = vae.decode(vae.encode(x))[0]  # [1 + 4k, 3, H, W] in [-1, 1]
-    return ((y.float().permute(0, 2, 3, 1) + 1.0) * 127.5).round().clamp(0, 255).byte().numpy()
+        return frames_to_uint8(vae.decode(vae.encode(x)))
 
 
 def save_strip(path: str, real: np.ndarray, gen: np.ndarray, idx: list[int]) -> None:

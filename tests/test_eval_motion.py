@@ -38,3 +38,33 @@ def test_psnr_and_health():
     h = frame_health(flat)
     assert h["spatial_std_min"] == 0 and h["motion_mean"] == 0
     assert frame_health(np.stack([a, np.roll(a, 3, 1)]))["motion_mean"] > 1
+
+
+def test_oracle_shows_what_a_session_decodes_from_the_real_latents():
+    """eval_doom --oracle stands in for a perfect world model: its frames must be the session's decode
+    (streamed block by block) of the real frames' latents."""
+    import os
+    import sys
+
+    import torch
+
+    from engine.conditioning import frames_to_uint8
+    from engine.config import load_preset
+    from engine.vae.factory import build_vae
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    from eval_doom import vae_round_trip
+
+    torch.manual_seed(0)
+    vae = build_vae(load_preset("configs/train/presets/synthetic.yaml").vae).eval()
+    frames = np.stack([np.roll(_texture(64, 64, seed=2), 3 * i, axis=1) for i in range(13)])  # 1 + 4*3
+    oracle = vae_round_trip(vae, frames)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 127.5 - 1.0
+    z = vae.encode(x)  # [1, 4, C, h, w]
+    cache, shown = vae.new_decode_cache(), []
+    for a, b in ((0, 1), (1, 4)):  # the first latent, then a block of 3, as a session decodes
+        video, cache = vae.decode_stream(z[:, a:b], cache)
+        shown.append(frames_to_uint8(video))
+    assert oracle.shape == frames.shape and oracle.dtype == np.uint8
+    assert np.array_equal(oracle, np.concatenate(shown))
+    assert not np.array_equal(oracle, frames)  # a random VAE does not reproduce its input
