@@ -15,13 +15,19 @@ python -m engine.train.latent_transfer --model M.safetensors --old-vae A.safeten
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
+from engine.checkpoint import PRESET_KEY, load_model_state
 from engine.conditioning import MASK_CHANNELS
 from engine.train.ckpt import save_weights
+
+
+def relative_mse(target: torch.Tensor, pred: torch.Tensor) -> float:
+    """Mean squared error of pred against target [N, C], divided by target's mean per-channel variance."""
+    return float((target - pred).pow(2).mean() / target.var(0).mean())
 
 
 def fit_rotation(old: torch.Tensor, new: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -31,8 +37,7 @@ def fit_rotation(old: torch.Tensor, new: torch.Tensor) -> tuple[torch.Tensor, fl
     old, new = old.double(), new.double()
     u, _, vh = torch.linalg.svd(old.t() @ new)  # Procrustes: R = U V^T of the cross-covariance
     r = u @ vh
-    residual = float((old - new @ r.t()).pow(2).mean() / old.var(0).mean())
-    return r.float(), residual
+    return r.float(), relative_mse(old, new @ r.t())
 
 
 def rotate_world_model(state: dict[str, torch.Tensor], r: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -50,9 +55,9 @@ def rotate_world_model(state: dict[str, torch.Tensor], r: torch.Tensor) -> dict[
         )
     rot = r.to(torch.float64)
     w_new = w.double().clone()
-    w_new[:, :c] = torch.einsum("dipqs,ij->djpqs", w_new[:, :c], rot)
-    if w.shape[1] > c:
-        w_new[:, cond] = torch.einsum("dipqs,ij->djpqs", w_new[:, cond], rot)
+    latent_channels = [slice(0, c)] + ([cond] if w.shape[1] > c else [])  # noisy, conditioning latent
+    for ch in latent_channels:
+        w_new[:, ch] = torch.einsum("dipqs,ij->djpqs", w_new[:, ch], rot)
     out["patch_embedding.weight"] = w_new.to(w.dtype)
     hw, hb = state["head.head.weight"], state["head.head.bias"]  # rows in (p q r c) order, c innermost
     out["head.head.weight"] = (
@@ -77,16 +82,6 @@ def paired_latents(old_vae, new_vae, clips: torch.Tensor) -> tuple[torch.Tensor,
     return flat(old), flat(new)
 
 
-def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a safetensors file; ValueError with one line if it cannot be read."""
-    try:
-        with safe_open(path, framework="pt", device="cpu") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
-    except Exception as e:  # safetensors raises several types for missing, truncated or foreign files
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{path}: not a readable safetensors file ({first})") from None
-
-
 def main(argv=None) -> int:
     from engine.config import load_preset
     from engine.train.frame_clips import FrameClips, load_episodes
@@ -105,14 +100,15 @@ def main(argv=None) -> int:
     try:
         old_vae = build_vae(vae_cfg, args.old_vae).float().eval()
         new_vae = build_vae(vae_cfg, args.new_vae).float().eval()
-        state, meta = read_checkpoint(args.model)
+        state, preset = load_model_state(args.model)  # CheckpointError (a ValueError): one line
     except ValueError as e:
         raise SystemExit(f"latent_transfer: {e}") from None
     clips = FrameClips(load_episodes(args.data), 17).fixed(args.clips)
     old, new = paired_latents(old_vae, new_vae, clips)
     r, residual = fit_rotation(old, new)
-    base = float((old - new).pow(2).mean() / old.var(0).mean())
+    base = relative_mse(old, new)
     print(f"rotation fitted on {len(old)} latent pixels: MSE/var {base:.3f} as is, {residual:.3f} rotated")
+    meta = {} if preset is None else {PRESET_KEY: json.dumps(preset)}
     save_weights(rotate_world_model(state, r), Path(args.out), meta)
     print(f"wrote {args.out}")
     return 0
