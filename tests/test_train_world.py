@@ -145,3 +145,18 @@ def test_warped_own_anchor_training_resumes_exactly(synthetic_data, tmp_path):
     train_world(world_cfg(synthetic_data, split, *extra))
     assert losses(split) == losses(whole)
     assert all(np.isfinite(losses(whole)))
+
+
+def test_adversarial_training_resumes_exactly(synthetic_data, tmp_path):
+    """The critic and its optimiser are part of the training state: a split run equals a whole one."""
+    from engine.train.world_trainer import train_world
+
+    extra = ["adversarial=0.5", "adversarial_start=1", "curriculum_fraction=0", "run.steps=4"]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    train_world(world_cfg(synthetic_data, whole, *extra))
+    train_world(world_cfg(synthetic_data, split, *extra, "run.ckpt_every=2", "run.stop_after=2"))
+    train_world(world_cfg(synthetic_data, split, *extra))
+    assert losses(split) == losses(whole)
+    rows = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert [("adv_lambda" in r) for r in rows if "loss" in r] == [False, True, True, True]
+    assert all("adv_d" in r for r in rows if "loss" in r)

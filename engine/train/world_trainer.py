@@ -25,7 +25,8 @@ from engine.checkpoint import load_weights_into, save_checkpoint
 from engine.conditioning import check_condition
 from engine.config import Preset, load_preset
 from engine.model.causal_wan import CausalWanModel
-from engine.scheduler import sampling_timesteps
+from engine.scheduler import sampling_timesteps, x0_from_velocity
+from engine.train.adversarial import Adversary
 from engine.train.ckpt import load_train_state, load_weights, save_train_state, set_rng_state
 from engine.train.config import WorldTrainConfig, config_to_dict
 from engine.train.ema import EMA
@@ -162,6 +163,12 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     objective = wrap_ddp(WorldObjective(model, preset.sampler.timestep_shift, cfg.use_timestep_weight), d)
     opt = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=run.betas, weight_decay=run.weight_decay)
     ema = EMA(model, cfg.ema, cfg.ema_start)
+    adversary = None
+    if cfg.adversarial > 0:
+        probe = sample_batch(cache, 1, fpb, 0, torch.Generator(), condition=preset.condition)
+        action_dim = probe.keyboard[0, 0].numel() + probe.mouse[0, 0].numel()
+        lr, latent_c = cfg.adversarial_lr or run.lr, preset.model.out_dim
+        adversary = Adversary(latent_c, action_dim, cfg.adversarial, lr, cfg.adversarial_start, d.device)
     gen = torch.Generator().manual_seed(run.seed * 1000 + d.rank)
     step = 0
     state = load_train_state(out)
@@ -172,6 +179,8 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         gen.set_state(state["sampler"][d.rank])
         set_rng_state(state["rng"])
         step = state["step"]
+        if adversary is not None:
+            adversary.load_state_dict(state.get("adversary"))
     log = MetricsLog(out / "metrics.jsonl", d.main)
     if d.main:
         (out / "config.yaml").write_text(str(config_to_dict(cfg)))
@@ -199,25 +208,30 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         noise = torch.randn(batch.x0.shape, generator=gen)
         keep = (torch.rand(run.batch_size, generator=gen) >= cfg.action_dropout).float()
         with autocast(d.device, run.bf16):
-            loss, per_frame = objective(
-                batch, t.to(d.device), noise.to(d.device), w.to(d.device), keep.to(d.device)
-            )
+            t, w = t.to(d.device), w.to(d.device)
+            loss, per_frame, v, x_t = objective(batch, t, noise.to(d.device), w, keep.to(d.device))
+            adv_log = {}
+            if adversary is not None:
+                loss, adv_log = adversary.model_loss(loss, v, x_t, batch, t, w, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
         opt.step()
+        if adversary is not None:
+            with autocast(d.device, run.bf16):
+                adv_log.update(adversary.critic_step(x0_from_velocity(x_t, v, t), batch, t, w))
         step += 1
         ema.update(model, step)
         speed.add(run.batch_size * d.world)
         if step % run.log_every == 0 or step == run.steps:
             last = {"loss": float(all_reduce_mean(loss.detach(), d)), "grad_norm": float(gnorm)}
-            last.update(samples_per_s=speed.rate(), lr=lr_at(step - 1, run), start=start)
+            last.update(samples_per_s=speed.rate(), lr=lr_at(step - 1, run), start=start, **adv_log)
             log.write(step, **last)
             bar.set_postfix(loss=f"{last['loss']:.4f}", sps=f"{last['samples_per_s']:.2f}")
         bar.update(1)
         due = step % run.ckpt_every == 0 or (run.ckpt_every_s and time.time() - last_save > run.ckpt_every_s)
         if due or step == run.steps or step == run.stop_after:
-            _checkpoint(out, preset, model, ema, opt, gen, step, d)
+            _checkpoint(out, preset, model, ema, opt, gen, step, d, adversary)
             last_save = time.time()
         if run.sample_every and d.main and (step % run.sample_every == 0 or step == run.steps):
             from engine.train.sampling_video import write_samples
@@ -232,7 +246,9 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     return last
 
 
-def _checkpoint(out: Path, preset: Preset, model, ema: EMA, opt, gen, step: int, d: Dist) -> None:
+def _checkpoint(
+    out: Path, preset: Preset, model, ema: EMA, opt, gen, step: int, d: Dist, adversary=None
+) -> None:
     states = [gen.get_state()]
     if d.world > 1:
         import torch.distributed as dist
@@ -246,4 +262,7 @@ def _checkpoint(out: Path, preset: Preset, model, ema: EMA, opt, gen, step: int,
         ema_model = ema.copy_to(CausalWanModel(preset.model))
         save_checkpoint(out / "ema.safetensors.tmp", ema_model, shipped)
         (out / "ema.safetensors.tmp").replace(out / "ema.safetensors")
-        save_train_state(out, {"optimizer": opt.state_dict(), "sampler": states, "step": step})
+        state = {"optimizer": opt.state_dict(), "sampler": states, "step": step}
+        if adversary is not None:
+            state["adversary"] = adversary.state_dict()
+        save_train_state(out, state)
