@@ -65,8 +65,8 @@ class LatentCache:
 @torch.no_grad()
 def condition_receptive_field(vae, height: int, width: int, probe: int = 8) -> int:
     """Positions after which the condition stream no longer depends on the image (checked, not assumed)."""
-    g = torch.Generator().manual_seed(0)
-    imgs = [torch.rand(1, 3, height, width, generator=g) * 2 - 1 for _ in range(2)]
+    g, dev = torch.Generator().manual_seed(0), next(vae.parameters()).device
+    imgs = [(torch.rand(1, 3, height, width, generator=g) * 2 - 1).to(dev) for _ in range(2)]
     a, b = (vae.condition_stream(i).next(probe).float() for i in imgs)
     same = [bool(torch.equal(a[:, i], b[:, i])) for i in range(probe)]
     for r in range(probe):
@@ -95,9 +95,10 @@ def encode_long(vae, video: torch.Tensor, chunk: int = 16) -> torch.Tensor:
 def build_latent_cache(
     vae, vae_cfg, episodes: list[ActionEpisode], out: Path, start_every: int, min_latents: int, batch: int = 4
 ) -> LatentCache:
-    """Encode `episodes` with `vae` (fp32, eval) and write `out/latents.safetensors`."""
+    """Encode `episodes` with `vae` (fp32, eval, on its own device) and write `out/latents.safetensors`."""
     from safetensors.torch import save_file
 
+    dev = next(vae.parameters()).device
     h, w = episodes[0].frames.shape[1:3]
     r = condition_receptive_field(vae, h, w)
     lat, kb, ms, starts, start_imgs = [], [], [], [], []
@@ -111,7 +112,7 @@ def build_latent_cache(
         video = (
             torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2)[None].float() / 127.5 - 1
         )  # [1, T, 3, H, W]
-        lat.append(encode_long(vae, video)[0].to(torch.bfloat16))  # [1 + k, C, h, w]
+        lat.append(encode_long(vae, video.to(dev))[0].to(torch.bfloat16).cpu())  # [1 + k, C, h, w]
         kb.append(torch.from_numpy(ep.keyboard[: len(frames)]))
         ms.append(torch.from_numpy(ep.mouse[: len(frames)]))
         idx = len(ep_n)
@@ -127,7 +128,7 @@ def build_latent_cache(
     conds = []
     for i in range(0, len(start_imgs), batch):
         imgs = torch.stack(start_imgs[i : i + batch])  # [b, 3, H, W]
-        conds.append(vae.condition_stream(imgs).next(r + 1).float())
+        conds.append(vae.condition_stream(imgs.to(dev)).next(r + 1).float().cpu())
     cond = torch.cat(conds)  # [Ns, r + 1, C, h, w]
     meta = {
         "vae": vae_fingerprint(vae, vae_cfg),

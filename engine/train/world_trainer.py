@@ -101,9 +101,10 @@ def load_or_build_cache(cfg: WorldTrainConfig, preset: Preset, d: Dist):
             episodes = spread(load_action_episodes(cfg.data, preset.height, preset.width), cfg.max_frames)
             fpb = preset.model.num_frame_per_block
             clip = sequence_latents(cfg) + fpb  # room for a random block offset
-            build_latent_cache(
-                vae, preset.vae, episodes, folder, start_every=cfg.start_every, min_latents=clip
+            build_latent_cache(  # encoded on the training device (a GPU when there is one)
+                vae.to(d.device), preset.vae, episodes, folder, start_every=cfg.start_every, min_latents=clip
             )
+            vae.cpu()
         barrier(d)
     return load_latent_cache(folder, fp, preset.height, preset.width), vae
 
