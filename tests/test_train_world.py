@@ -89,6 +89,13 @@ def test_unknown_config_key_is_an_error(synthetic_data, tmp_path):
         world_cfg(synthetic_data, tmp_path, "clip_latentz=3")
 
 
+def test_negative_adversarial_weight_is_an_error(synthetic_data, tmp_path):
+    from engine.train.world_trainer import train_world
+
+    with pytest.raises(ValueError, match="adversarial"):
+        train_world(world_cfg(synthetic_data, tmp_path, "adversarial=-1"))
+
+
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     from engine.train.__main__ import main
 

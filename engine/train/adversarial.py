@@ -11,6 +11,8 @@ the data.
 
 The term's weight is adaptive, as in VQGAN: `weight` x |grad_v MSE| / |grad_v adv|, measured on the
 model output v, so `weight` reads as the adversarial gradient's size relative to the MSE's.
+Under DDP every rank trains its own critic on its own batches (not synchronised); the model's
+gradients are averaged as usual.
 """
 
 from __future__ import annotations

@@ -70,6 +70,8 @@ def check_config(cfg: WorldTrainConfig, preset: Preset) -> None:
     for key in ("clip_latents", "context_latents"):
         if getattr(cfg, key) % fpb or getattr(cfg, key) <= 0:
             raise ValueError(f"{key} must be a positive multiple of num_frame_per_block={fpb}")
+    if cfg.adversarial < 0 or cfg.adversarial_lr < 0:
+        raise ValueError("adversarial and adversarial_lr must be >= 0 (0 = no adversarial term / run.lr)")
     if preset.world != "model":
         raise ValueError(f"preset {preset.name} is not a world model (world: {preset.world})")
 
