@@ -64,6 +64,8 @@ def test_batch_matches_the_session_conditioning(synthetic_data, tmp_path):
     assert torch.allclose(batch.cond, want, atol=2e-2)  # cache stores bf16
     assert torch.allclose(batch.x0[:, 0], want[:, 0, 4:], atol=2e-2)
     assert torch.allclose(batch.x0[:, 1:], z[:, 1:], atol=0.1)  # continuous encode vs clip encode
+    alone = sample_batch(cache, 1, 1, 0, torch.Generator(), clips=[1])  # latent 0 as a one-latent block
+    assert torch.equal(alone.x0, batch.x0[:, :1]) and torch.equal(alone.mouse, batch.mouse[:, :1])
 
 
 def test_empty_data_folder_is_an_error(tmp_path):

@@ -71,9 +71,8 @@ def sample_batch(
             cd = [cache.start_cond[c, p] if p < r else cache.gray_cond for p in pos]
         xs.append(torch.stack(x))
         conds.append(torch.stack(cd))
-        frames = slice(
-            f0 + 4 * j0, f0 + 4 * j0 + 4 * (start + num_latents - 1)
-        )  # clip frames used by windows
+        # clip frames used by windows; latent 0 alone (one-latent blocks) still reads frame 0's action
+        frames = slice(f0 + 4 * j0, f0 + 4 * j0 + max(1, 4 * (start + num_latents - 1)))
         kbs.append(cache.keyboard[frames])
         mss.append(cache.mouse[frames])
     cond = torch.stack(conds).float()  # [B, F, C, h, w]
