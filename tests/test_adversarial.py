@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from engine.scheduler import x0_from_velocity
 from engine.train.adversarial import Adversary
 from engine.train.world_batch import WorldBatch
 
@@ -29,12 +30,13 @@ def test_adaptive_weight_sets_the_adversarial_gradient_to_weight_times_the_mse_g
     t = torch.tensor([[1000.0, 750.0, 500.0], [250.0, 0.0, 1000.0]])
     w = torch.ones(2, 3)
     mse = (v - x0).pow(2).mean()
-    total, log = adv.model_loss(mse, v, x_t, batch_of(x0), t, w, step=0)
+    pred = x0_from_velocity(x_t, v, t)
+    total, log = adv.model_loss(mse, v, pred, batch_of(x0), t, w, step=0)
     g_mse = torch.autograd.grad(mse, v, retain_graph=True)[0]
     g_adv = torch.autograd.grad(total - mse, v)[0]
     assert abs(float(g_adv.norm() / g_mse.norm()) - 0.3) < 1e-3
     assert log["adv_lambda"] > 0
-    before, _ = adv.model_loss(mse, v, x_t, batch_of(x0), t, w, step=-1)  # before `start`: plain MSE
+    before, _ = adv.model_loss(mse, v, pred, batch_of(x0), t, w, step=-1)  # before `start`: plain MSE
     assert before is mse
 
 

@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from engine.scheduler import x0_from_velocity
 from engine.train.world_batch import WorldBatch
 
 
@@ -80,19 +79,19 @@ class Adversary:
         self,
         mse: torch.Tensor,
         v: torch.Tensor,
-        x_t: torch.Tensor,
+        x0: torch.Tensor,
         batch: WorldBatch,
         t: torch.Tensor,
         frame_weight: torch.Tensor,
         step: int,
     ) -> tuple[torch.Tensor, dict]:
-        """mse + adaptive weight x hinge generator loss (just mse before `start` or with no judged frames)."""
+        """mse + adaptive weight x hinge generator loss on x0 (the model's prediction, a function of v);
+        just mse before `start` or with no judged frames."""
         mask, anchors, actions, tj = judged_frames(batch, t, frame_weight)
         if step < self.start or not bool(mask.any()):
             return mse, {}
         self.critic.requires_grad_(False)
-        x0 = x0_from_velocity(x_t, v, t)[mask]
-        adv = -self.critic(x0, anchors, actions, tj).mean()
+        adv = -self.critic(x0[mask], anchors, actions, tj).mean()
         self.critic.requires_grad_(True)
         g_mse = torch.autograd.grad(mse, v, retain_graph=True)[0]
         g_adv = torch.autograd.grad(adv, v, retain_graph=True)[0]

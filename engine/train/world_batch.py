@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from engine.actions import gather_windows
+from engine.actions import gather_windows, window_indices
 from engine.anchor_warp import anchor_spans, is_identity, warp_anchor, warp_motion
 from engine.conditioning import MASK_CHANNELS, mask_latents
 from engine.config import AnchorWarpConfig
@@ -54,6 +54,7 @@ def sample_batch(
     (`engine.anchor_warp`); "image" on the condition stream of [start frame, gray...].
     """
     r = cache.start_cond.shape[1]
+    needed = int(window_indices(start, num_latents).max()) + 1
     xs, conds, kbs, mss = [], [], [], []
     picks = clips if clips is not None else torch.randint(cache.num_clips, (batch,), generator=gen).tolist()
     for c in picks:
@@ -71,8 +72,7 @@ def sample_batch(
             cd = [cache.start_cond[c, p] if p < r else cache.gray_cond for p in pos]
         xs.append(torch.stack(x))
         conds.append(torch.stack(cd))
-        # clip frames used by windows; latent 0 alone (one-latent blocks) still reads frame 0's action
-        frames = slice(f0 + 4 * j0, f0 + 4 * j0 + max(1, 4 * (start + num_latents - 1)))
+        frames = slice(f0 + 4 * j0, f0 + 4 * j0 + needed)  # clip frames the action windows read
         kbs.append(cache.keyboard[frames])
         mss.append(cache.mouse[frames])
     cond = torch.stack(conds).float()  # [B, F, C, h, w]

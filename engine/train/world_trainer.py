@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from engine.actions import window_indices
 from engine.checkpoint import load_weights_into, save_checkpoint
 from engine.conditioning import check_condition
 from engine.config import Preset, load_preset
@@ -168,8 +169,8 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     ema = EMA(model, cfg.ema, cfg.ema_start)
     adversary = None
     if cfg.adversarial > 0:
-        probe = sample_batch(cache, 1, fpb, 0, torch.Generator(), condition=preset.condition)
-        action_dim = probe.keyboard[0, 0].numel() + probe.mouse[0, 0].numel()
+        window = window_indices(0, 1).shape[1]  # video frames in one latent's action window
+        action_dim = window * (cache.keyboard.shape[-1] + cache.mouse.shape[-1])
         lr, latent_c = cfg.adversarial_lr or run.lr, preset.model.out_dim
         adversary = Adversary(latent_c, action_dim, cfg.adversarial, lr, cfg.adversarial_start, d.device)
     gen = torch.Generator().manual_seed(run.seed * 1000 + d.rank)
@@ -215,14 +216,15 @@ def train_world(cfg: WorldTrainConfig) -> dict:
             loss, per_frame, v, x_t = objective(batch, t, noise.to(d.device), w, keep.to(d.device))
             adv_log = {}
             if adversary is not None:
-                loss, adv_log = adversary.model_loss(loss, v, x_t, batch, t, w, step)
+                x0 = x0_from_velocity(x_t, v, t)
+                loss, adv_log = adversary.model_loss(loss, v, x0, batch, t, w, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
         opt.step()
         if adversary is not None:
             with autocast(d.device, run.bf16):
-                adv_log.update(adversary.critic_step(x0_from_velocity(x_t, v, t), batch, t, w))
+                adv_log.update(adversary.critic_step(x0, batch, t, w))
         step += 1
         ema.update(model, step)
         speed.add(run.batch_size * d.world)
