@@ -57,6 +57,7 @@ class VAETrainConfig:
     init: str = ""  # VAE weights to start from (default: a fresh VAE, PCA-initialised)
     freeze_encoder: bool = False  # train the decoder only; the encoder and latent statistics of `init`
     # stay as they are, so latents (and a world model trained on them) stay valid
+    equivariance: float = 0.0  # weight of the sub-latent-pixel shift equivariance term (equivariance.py)
     eval_clips: int = 16
     run: RunConfig = field(default_factory=RunConfig)
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from engine.config import load_preset
 from engine.train.ckpt import load_train_state, load_weights, save_train_state, save_weights, set_rng_state
 from engine.train.config import VAETrainConfig, config_to_dict
+from engine.train.equivariance import SCALE, equivariance_error, equivariance_loss, shifted_pair
 from engine.train.frame_clips import FrameClips, load_episodes
 from engine.train.losses import psnr, reconstruction_loss
 from engine.train.runtime import (
@@ -42,19 +44,31 @@ class VAEObjective(torch.nn.Module):
         self.vae, self.cfg = vae, cfg
 
     def forward(
-        self, video: torch.Tensor, noise_scale: torch.Tensor
+        self,
+        video: torch.Tensor,
+        noise_scale: torch.Tensor,
+        shifted: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
     ) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """video [B, 1 + 4k, 3, H, W]; noise_scale [B]. Returns (loss, parts, raw latents)."""
+        """video [B, 1 + 4k, 3, H, W]; noise_scale [B]; shifted: (the video moved by offsets [B, 2] px,
+        offsets) for the equivariance term. Returns (loss, parts, raw latents)."""
         vae, cfg = self.vae, self.cfg
-        raw, _ = vae.encoder(interleave_first(video), None)  # [B, 1 + k, C, h, w]; frozen: no graph
-        raw = soft_clamp(raw.float())
+        raw = self._encode_raw(video)  # [B, 1 + k, C, h, w]; frozen: no graph
         z = vae.normalize(raw)
-        z = z + noise_scale[:, None, None, None, None] * torch.randn_like(z)
-        x, _ = vae.decoder(vae.denormalize(z))  # [B, 4(1 + k), 3, H, W]
+        noisy = z + noise_scale[:, None, None, None, None] * torch.randn_like(z)
+        x, _ = vae.decoder(vae.denormalize(noisy))  # [B, 4(1 + k), 3, H, W]
         parts = reconstruction_loss(x[:, 3:], video, cfg.l1, cfg.l2, cfg.edge)
-        reg = raw.pow(2).mean()
-        loss = parts["loss"] + cfg.latent_l2 * reg
+        loss = parts["loss"] + cfg.latent_l2 * raw.pow(2).mean()
+        if shifted is not None:
+            video_shift, offsets = shifted
+            z_shift = vae.normalize(self._encode_raw(video_shift))
+            parts["equivariance"] = equivariance_loss(z, z_shift, offsets)
+            loss = loss + cfg.equivariance * parts["equivariance"]
+            parts["loss"] = loss
         return loss, parts, raw.detach()
+
+    def _encode_raw(self, video: torch.Tensor) -> torch.Tensor:
+        raw, _ = self.vae.encoder(interleave_first(video), None)
+        return soft_clamp(raw.float())
 
 
 @torch.no_grad()
@@ -127,15 +141,17 @@ def export_vae(
 
 
 @torch.no_grad()
-def evaluate(vae: TinyVAE, clips: torch.Tensor, bf16: bool) -> float:
-    """Held-out PSNR (dB) of encode -> decode, one clip at a time."""
+def evaluate(vae: TinyVAE, clips: torch.Tensor, bf16: bool) -> tuple[float, float]:
+    """Held-out PSNR (dB) of encode -> decode, one clip at a time, and the encoder's relative
+    equivariance error at a 4 px shift of the clips' first frames (`equivariance_error`)."""
     vae.eval()
     preds = []
     with autocast(clips.device, bf16):
         for i in range(len(clips)):
             preds.append(vae.decode(vae.encode(clips[i : i + 1])).float())
+        equiv = equivariance_error(lambda x: vae.encode(x[:, None])[:, 0], clips[:, 0])
     vae.train()
-    return psnr(torch.cat(preds), clips)
+    return psnr(torch.cat(preds), clips), equiv
 
 
 def save_vae(vae: TinyVAE, path: Path) -> None:
@@ -156,7 +172,13 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         raise ValueError("freeze_encoder needs init: the VAE whose encoder to keep")
     out = Path(run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = FrameClips(load_episodes(cfg.data), cfg.clip_frames, tuple(cfg.crop))
+    if cfg.equivariance and min(cfg.crop) < 40:
+        raise ValueError(
+            f"equivariance needs crop of at least [40, 40] (got {list(cfg.crop)}): the shifted crop is cut"
+            " from one 8 px larger, and the term compares latents away from the borders"
+        )
+    crop = tuple(c + SCALE for c in cfg.crop) if cfg.equivariance and cfg.crop[0] else tuple(cfg.crop)
+    data = FrameClips(load_episodes(cfg.data), cfg.clip_frames, crop)
     eval_clips = None
     if cfg.eval_data and run.eval_every:
         eval_clips = (
@@ -192,9 +214,13 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, run)
         video = data.sample(run.batch_size, gen).to(d.device)
+        shifted = None
+        if cfg.equivariance:
+            video, video_shift, offsets = shifted_pair(video, gen)
+            shifted = (video_shift, offsets)
         noise_scale = torch.rand(run.batch_size, generator=gen).to(d.device) * cfg.latent_noise
         with autocast(d.device, run.bf16):
-            loss, parts, raw = objective(video, noise_scale)
+            loss, parts, raw = objective(video, noise_scale, shifted)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(trained, run.grad_clip)
@@ -210,8 +236,9 @@ def train_vae(cfg: VAETrainConfig) -> dict:
             bar.set_postfix(loss=f"{last['loss']:.4f}", sps=f"{last['samples_per_s']:.2f}")
         bar.update(1)
         if eval_clips is not None and d.main and (step % run.eval_every == 0 or step == run.steps):
-            last["eval_psnr"] = evaluate(unwrap(objective).vae, eval_clips, run.bf16)
-            log.write(step, eval_psnr=last["eval_psnr"])
+            psnr_db, equiv = evaluate(unwrap(objective).vae, eval_clips, run.bf16)
+            last.update(eval_psnr=psnr_db, eval_equivariance=equiv)
+            log.write(step, eval_psnr=psnr_db, eval_equivariance=equiv)
         due = step % run.ckpt_every == 0 or (run.ckpt_every_s and time.time() - last_save > run.ckpt_every_s)
         if due or step == run.steps or step == run.stop_after:
             _checkpoint(out, vae, opt, gen, step, d)
