@@ -56,11 +56,12 @@ def test_freeze_encoder_without_init_is_an_error(synthetic_data, tmp_path):
 
 def test_equivariance_term_makes_latents_move_with_the_image(synthetic_data, tmp_path):
     """Descending the objective with only the equivariance term on makes a fixed batch's latents move
-    with its shifted crops (a PCA-initialised VAE starts at ~0.06)."""
+    with its shifted crops. Judged relative to the latents' spatial variance, so shrinking the latents
+    (the latent statistics do not update here) does not pass."""
     from dataclasses import replace
 
     from engine.config import load_preset
-    from engine.train.equivariance import shifted_pair
+    from engine.train.equivariance import shifted_pair, spatial_spread
     from engine.train.frame_clips import FrameClips, load_episodes
     from engine.train.vae_trainer import VAEObjective, init_pca
     from engine.vae.tiny_vae import TinyVAE
@@ -76,11 +77,11 @@ def test_equivariance_term_makes_latents_move_with_the_image(synthetic_data, tmp
     opt = torch.optim.Adam(vae.encoder.parameters(), lr=1e-3)
     terms = []
     for _ in range(60):
-        loss, parts, _ = objective(video, torch.zeros(4), (video_shift, offsets))
+        loss, parts, raw = objective(video, torch.zeros(4), (video_shift, offsets))
         opt.zero_grad()
         loss.backward()
         opt.step()
-        terms.append(float(parts["equivariance"]))
+        terms.append(float(parts["equivariance"] / spatial_spread(vae.normalize(raw))))
     assert terms[-1] < 0.6 * terms[0]
 
 
