@@ -25,9 +25,12 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Safetensors file of plain contiguous CPU tensors plus string metadata, written atomically."""
+    """Safetensors file of plain contiguous CPU tensors plus string metadata, written atomically
+    (the folder is made if missing)."""
     from safetensors.torch import save_file
 
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata=metadata)
     os.replace(tmp, path)
