@@ -81,7 +81,7 @@ def test_equivariance_term_makes_latents_move_with_the_image(synthetic_data, tmp
         opt.zero_grad()
         loss.backward()
         opt.step()
-        terms.append(float(parts["equivariance"] / spatial_spread(vae.normalize(raw))))
+        terms.append(float(parts["equivariance"].detach() / spatial_spread(vae.normalize(raw))))
     assert terms[-1] < 0.6 * terms[0]
 
 

@@ -61,9 +61,8 @@ class VAEObjective(torch.nn.Module):
         if shifted is not None:
             video_shift, offsets = shifted
             z_shift = vae.normalize(self._encode_raw(video_shift))
-            parts["equivariance"] = equivariance_loss(z, z_shift, offsets)
+            parts["equivariance"] = equivariance_loss(z, z_shift, offsets)  # logged beside "loss"
             loss = loss + cfg.equivariance * parts["equivariance"]
-            parts["loss"] = loss
         return loss, parts, raw.detach()
 
     def _encode_raw(self, video: torch.Tensor) -> torch.Tensor:
