@@ -15,7 +15,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-SCALE = 8  # pixels per latent pixel (the tiny VAE's spatial factor)
+from engine.vae.tiny_vae import TinyVAE
+
+SCALE = TinyVAE.spatial  # pixels per latent pixel
 
 
 def shifted_pair(

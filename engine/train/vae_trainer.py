@@ -52,7 +52,8 @@ class VAEObjective(torch.nn.Module):
         """video [B, 1 + 4k, 3, H, W]; noise_scale [B]; shifted: (the video moved by offsets [B, 2] px,
         offsets) for the equivariance term. Returns (loss, parts, raw latents)."""
         vae, cfg = self.vae, self.cfg
-        raw = self._encode_raw(video)  # [B, 1 + k, C, h, w]; frozen: no graph
+        raw, _ = vae.encoder(interleave_first(video), None)  # [B, 1 + k, C, h, w]; frozen: no graph
+        raw = soft_clamp(raw.float())
         z = vae.normalize(raw)
         noisy = z + noise_scale[:, None, None, None, None] * torch.randn_like(z)
         x, _ = vae.decoder(vae.denormalize(noisy))  # [B, 4(1 + k), 3, H, W]
@@ -60,14 +61,9 @@ class VAEObjective(torch.nn.Module):
         loss = parts["loss"] + cfg.latent_l2 * raw.pow(2).mean()
         if shifted is not None:
             video_shift, offsets = shifted
-            z_shift = vae.normalize(self._encode_raw(video_shift))
-            parts["equivariance"] = equivariance_loss(z, z_shift, offsets)  # logged beside "loss"
+            parts["equivariance"] = equivariance_loss(z, vae.encode(video_shift), offsets)  # beside "loss"
             loss = loss + cfg.equivariance * parts["equivariance"]
         return loss, parts, raw.detach()
-
-    def _encode_raw(self, video: torch.Tensor) -> torch.Tensor:
-        raw, _ = self.vae.encoder(interleave_first(video), None)
-        return soft_clamp(raw.float())
 
 
 @torch.no_grad()
@@ -176,7 +172,7 @@ def train_vae(cfg: VAETrainConfig) -> dict:
             f"equivariance needs crop of at least [40, 40] (got {list(cfg.crop)}): the shifted crop is cut"
             " from one 8 px larger, and the term compares latents away from the borders"
         )
-    crop = tuple(c + SCALE for c in cfg.crop) if cfg.equivariance and cfg.crop[0] else tuple(cfg.crop)
+    crop = tuple(c + SCALE for c in cfg.crop) if cfg.equivariance else tuple(cfg.crop)
     data = FrameClips(load_episodes(cfg.data), cfg.clip_frames, crop)
     eval_clips = None
     if cfg.eval_data and run.eval_every:
