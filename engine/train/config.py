@@ -83,6 +83,7 @@ class WorldTrainConfig:
     context_noise_max: float = 0.0  # autoregressive: context frames get t ~ U(0, this) (0 = clean)
     anchor_noise_max: float = 0.0  # last_latent presets: anchors after block 0 get noise sigma ~ U(0, this)
     self_anchor: float = 0.0  # last_latent: share of samples whose context is the model's own prediction
+    from_anchor: float = 0.0  # start_from_anchor presets: share of samples whose x_t is the noised anchor
     first_block: float = 0.0  # autoregressive: share of steps that train block 0 alone, as played
     action_dropout: float = 0.1  # drop all actions of a sample with this probability
     adversarial: float = 0.0  # weight of the critic's term relative to the MSE (engine/train/adversarial.py)

@@ -28,6 +28,7 @@ from engine.config import Preset, load_preset
 from engine.model.causal_wan import CausalWanModel
 from engine.scheduler import sampling_timesteps, x0_from_velocity
 from engine.train.adversarial import Adversary
+from engine.train.anchor_start import start_from_anchors
 from engine.train.ckpt import load_train_state, load_weights, save_train_state, set_rng_state
 from engine.train.config import WorldTrainConfig, config_to_dict
 from engine.train.ema import EMA
@@ -73,6 +74,13 @@ def check_config(cfg: WorldTrainConfig, preset: Preset) -> None:
             raise ValueError(f"{key} must be a positive multiple of num_frame_per_block={fpb}")
     if cfg.adversarial < 0 or cfg.adversarial_lr < 0:
         raise ValueError("adversarial and adversarial_lr must be >= 0 (0 = no adversarial term / run.lr)")
+    if not 0 <= cfg.from_anchor <= 1:
+        raise ValueError(f"from_anchor is a share of samples in [0, 1], got {cfg.from_anchor}")
+    if cfg.from_anchor > 0 and not preset.sampler.start_from_anchor:
+        raise ValueError(
+            f"from_anchor trains the sampler that starts from the anchor; preset {preset.name} does not "
+            "set sampler.start_from_anchor"
+        )
     if preset.world != "model":
         raise ValueError(f"preset {preset.name} is not a world model (world: {preset.world})")
 
@@ -210,6 +218,8 @@ def train_world(cfg: WorldTrainConfig) -> dict:
                 batch = noisy_anchors(batch, fpb, cfg.anchor_noise_max, gen)
         t, w = make_frame_plan(cfg, preset, step, run.batch_size, gen, n)
         noise = torch.randn(batch.x0.shape, generator=gen)
+        if cfg.from_anchor > 0:
+            t, noise = start_from_anchors(batch, t, noise, w, few_t, cfg.from_anchor, gen)
         keep = (torch.rand(run.batch_size, generator=gen) >= cfg.action_dropout).float()
         with autocast(d.device, run.bf16):
             t, w = t.to(d.device), w.to(d.device)
