@@ -8,7 +8,10 @@ action sequence; the model starts from the real first frame and gets the same ac
   turn blocks -> sign of the summed horizontal image shift must be opposite to the yaw (turning right
   moves the image left);
   forward/backward blocks -> expansion vs contraction. The same estimators run on the real frames as a
-  check of the estimators; "clear" blocks are those where the real world shows clear motion.
+  check of the estimators. "Clear" blocks are those in which the real player did what was commanded,
+  by the game's own pose: turned at least CLEAR_DEGREES the commanded way, or walked at least
+  CLEAR_UNITS forward or back (a walk into a wall moves nothing, and a perfect model should not move
+  either).
 - Stability (`--stability-minutes`): a long scripted rollout; per block the spatial std (flat image),
   saturated fraction and mean frame difference (frozen image) are checked.
 Strips of real vs generated frames go to `--out` (PNG). Machine, dtype and steps are printed.
@@ -53,6 +56,8 @@ AHEAD = (12, 24, 48)
 # ramps over ~4-6 frames (measured on freedoom1), so a block's first frames still show the previous
 # command. Motion is judged on the frames after these (27 real episodes: turn estimator 86% -> 92%).
 LAG_FRAMES = 4
+# A judged span is 8 frames: a commanded turn is 18 degrees, a free walk 70-115 map units.
+CLEAR_DEGREES, CLEAR_UNITS = 5.0, 40.0
 
 
 def scripted(num_blocks: int, rng: np.random.Generator) -> list[tuple[str, ActionBlock]]:
@@ -67,9 +72,41 @@ def scripted(num_blocks: int, rng: np.random.Generator) -> list[tuple[str, Actio
     return out
 
 
-def rollout(world, blocks: list[ActionBlock], start: np.ndarray | None, seed: int, **start_kw) -> np.ndarray:
-    world.start(start, seed=seed, **start_kw)
-    return np.concatenate([world.step(b) for b in blocks])
+def rollout(session, blocks: list[ActionBlock], start: np.ndarray, seed: int) -> np.ndarray:
+    session.start(start, seed=seed)
+    return np.concatenate([session.step(b) for b in blocks])
+
+
+def real_rollout(world, blocks: list[ActionBlock], seed: int, map: str) -> tuple[np.ndarray, np.ndarray]:
+    """The game under `blocks`: frames uint8 [T, H, W, 3] and the player's pose float32 [T, 5] per frame."""
+    world.start(None, seed=seed, map=map)
+    frames, poses = [], []
+    for b in blocks:
+        frames.append(world.step(b))
+        poses.append(world.last_poses)
+    return np.concatenate(frames), np.concatenate(poses)
+
+
+def pose_motion(poses: np.ndarray) -> tuple[float, float]:
+    """(map units walked along the first frame's view direction, degrees turned left) over poses [T, 5]."""
+    x0, y0, _, angle0, _ = poses[0]
+    heading = np.deg2rad(angle0)
+    forward = (poses[-1, 0] - x0) * np.cos(heading) + (poses[-1, 1] - y0) * np.sin(heading)
+    turned = (poses[-1, 3] - angle0 + 180.0) % 360.0 - 180.0
+    return float(forward), float(turned)
+
+
+def did_command(cmd: str, forward: float, turned: float) -> bool | None:
+    """Did the real player clearly do what `cmd` asks (by pose)? None for commands not judged."""
+    if cmd in ("turn_left", "forward_left"):
+        return turned >= CLEAR_DEGREES
+    if cmd in ("turn_right", "forward_right"):
+        return turned <= -CLEAR_DEGREES
+    if cmd == "forward":
+        return forward >= CLEAR_UNITS
+    if cmd == "back":
+        return forward <= -CLEAR_UNITS
+    return None
 
 
 def block_spans(num_blocks: int) -> list[tuple[int, int]]:
@@ -155,7 +192,7 @@ def main(argv=None) -> int:
     for e in range(args.episodes):
         plan = scripted(args.blocks, rng)
         blocks = [b for _, b in plan]
-        real = rollout(real_world, blocks, None, seed=1000 + e, map=maps[e % len(maps)])
+        real, poses = real_rollout(real_world, blocks, seed=1000 + e, map=maps[e % len(maps)])
         if args.oracle:
             gen = vae_round_trip(session.vae, real)
         else:
@@ -165,9 +202,11 @@ def main(argv=None) -> int:
         for (a, b), (cmd, _) in zip(block_spans(len(plan))[1:], plan[1:], strict=True):
             rdx, rdz = block_motion(real[a + LAG_FRAMES : b])
             gdx, gdz = block_motion(gen[a + LAG_FRAMES : b])
+            walked, turned = pose_motion(poses[a + LAG_FRAMES : b])
             follow.append(
                 {
                     "cmd": cmd,
+                    "clear": did_command(cmd, walked, turned),
                     "real": judge(cmd, rdx, rdz),
                     "model": judge(cmd, gdx, gdz),
                     "real_dx": rdx,
@@ -210,7 +249,7 @@ def main(argv=None) -> int:
         ("forward_back", ("forward", "back")),
     ):
         rows = [f for f in follow if f["cmd"] in cmds]
-        clear = [f for f in rows if f["real"]]
+        clear = [f for f in rows if f["clear"]]
         acc = lambda rs, key: float(np.mean([r[key] for r in rs])) if rs else float("nan")  # noqa: E731
         report[f"follow_{group}"] = {
             "blocks": len(rows),
@@ -218,13 +257,15 @@ def main(argv=None) -> int:
             "real": acc(rows, "real"),
             "clear_blocks": len(clear),
             "model_on_clear": acc(clear, "model"),
+            "real_on_clear": acc(clear, "real"),
         }
         r = report[f"follow_{group}"]
         r["by_command"] = {c: acc([f for f in rows if f["cmd"] == c], "model") for c in cmds}
         print(
             f"action following {group:13s} model {r['model']:.2%} on {r['blocks']} blocks "
             f"(estimator on real frames {r['real']:.2%}); "
-            f"on {r['clear_blocks']} clear blocks {r['model_on_clear']:.2%}; "
+            f"on {r['clear_blocks']} clear blocks {r['model_on_clear']:.2%} "
+            f"(estimator on their real frames {r['real_on_clear']:.2%}); "
             + ", ".join(f"{c} {v:.0%}" for c, v in r["by_command"].items())
         )
 

@@ -48,6 +48,9 @@ def test_yaw_units_and_block_sizes(world):
     assert world.actions_needed == 12 and world.block_index == 1
     turned = (angle0 - world.pose[3]) % 360  # Doom angles grow counter-clockwise
     assert abs(turned - 67.5) < 0.1
+    poses = world.last_poses  # [9, 5]: the pose of each returned frame, the first one before any action
+    assert poses.shape == (9, 5) and poses[0, 3] == angle0
+    assert np.allclose((poses[0, 3] - poses[:, 3]) % 360, 7.5 * np.arange(9), atol=0.1)
     with pytest.raises(ValueError):
         world.step(ActionBlock(np.zeros((9, 4)), np.zeros((9, 2))))
 

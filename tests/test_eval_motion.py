@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from engine.eval.motion import _zoom, frame_health, horizontal_shift, psnr, zoom_factor
+from engine.eval.motion import _zoom, block_motion, frame_health, horizontal_shift, psnr, zoom_factor
 
 
 def _texture(h=72, w=128, seed=0) -> np.ndarray:
@@ -28,6 +28,37 @@ def test_zoom_factor_recovers_zoom(s):
     b = np.clip(_zoom(g, s), 0, 255).astype(np.uint8)
     b = np.repeat(b[..., None], 3, axis=2)
     assert abs(zoom_factor(a, b) - s) < 0.011
+
+
+@pytest.mark.parametrize("per_frame", [0.985, 1.0, 1.02])
+def test_block_motion_sums_small_per_frame_zooms(per_frame):
+    """Walking zooms 1-3% per frame: below a block-wide search's grid, recovered by summing pairs."""
+    g = _texture(seed=3)[..., 0].astype(np.float64)
+    frames = [np.clip(_zoom(g, per_frame**i), 0, 255).astype(np.uint8) for i in range(8)]
+    frames = np.stack([np.repeat(f[..., None], 3, axis=2) for f in frames])
+    dx, dz = block_motion(frames)
+    assert abs(dz - 7 * np.log(per_frame)) < 0.02 and abs(dx) < 1.5
+
+
+def test_eval_judges_clear_blocks_by_the_pose():
+    """eval_doom's ground truth: walking and turning measured from the game's pose [x, y, z, angle, pitch]."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    from eval_doom import did_command, pose_motion
+
+    facing_north = np.array([[0, 0, 0, 90, 0], [0, 30, 0, 90, 0], [0, 60, 0, 90, 0]], np.float32)
+    walked, turned = pose_motion(facing_north)
+    assert walked == pytest.approx(60) and turned == 0
+    assert did_command("forward", walked, turned) and not did_command("back", walked, turned)
+    assert not did_command("forward", *pose_motion(facing_north[:2]))  # 30 units: into a wall, not clear
+    right_turn = np.array([[0, 0, 0, 5, 0], [0, 0, 0, 350, 0]], np.float32)  # across 0 degrees
+    assert pose_motion(right_turn)[1] == pytest.approx(-15)
+    assert did_command("turn_right", *pose_motion(right_turn)) and not did_command(
+        "turn_left", *pose_motion(right_turn)
+    )
+    assert did_command("strafe_left", 0.0, 0.0) is None
 
 
 def test_psnr_and_health():

@@ -207,6 +207,7 @@ class VizDoomWorld:
         self.episode = 0  # episodes started since the last `start` (a reset increments it)
         self.last_resets: list[int] = []
         self.last_tics = np.zeros(0, np.int32)
+        self.last_poses = np.zeros((0, 5), np.float32)
         self._block = 0
         self._frame: Optional[np.ndarray] = None  # uint8 [H, W, 3], the frame the next action acts on
         self._depth: Optional[np.ndarray] = None
@@ -238,17 +239,19 @@ class VizDoomWorld:
         if self._frame is None:
             raise RuntimeError("call start() before step()")
         actions.check(4, True, self.actions_needed)
-        frames, tics, resets = [], [], []
+        frames, tics, poses, resets = [], [], [], []
         for i in range(len(actions)):
             if self._pending_reset:
                 resets.append(i)
                 self._pending_reset = False
             frames.append(self._frame)
             tics.append(self._tic)
+            poses.append(self.pose)
             self.advance(actions.keyboard[i], actions.mouse[i])
         self._block += 1
         self.last_resets = resets
         self.last_tics = np.asarray(tics, np.int32)
+        self.last_poses = np.stack(poses)  # [T, 5], the pose of each returned frame
         return np.stack(frames)  # [T, H, W, 3]
 
     def close(self) -> None:
