@@ -1,8 +1,10 @@
 """End to end: a tiny VAE + world model trained on the synthetic world follow actions through the session.
 
-The synthetic world scrolls a texture: strafing left (A) moves the content right, strafing right (D)
-moves it left. After a few minutes of CPU training, the real streaming pipeline (engine.session,
-the same code the app runs) must move the generated image the same way over several blocks.
+The synthetic world scrolls a texture: strafing left (A) or turning left (mouse yaw < 0) moves the
+content right, strafing or turning right moves it left. After a few minutes of CPU training, the real
+streaming pipeline (engine.session, the same code the app runs) must move the generated image the
+same way over several blocks. Keys and mouse reach the model by different action modules, so each is
+trained and checked on its own.
 """
 
 from __future__ import annotations
@@ -10,10 +12,22 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from engine.actions import ActionBlock
 
 PRESET = "configs/train/presets/synthetic.yaml"
+YAW = 0.25  # the synthetic world's mouse_speed 8 makes this 2 px per frame, as key_speed 2 for A / D
+
+
+def hold(control: str, direction: int, n: int) -> ActionBlock:
+    """n frames of turning (mouse yaw) or strafing (A / D): direction -1 = left, +1 = right."""
+    keyboard, mouse = np.zeros((n, 4), np.float32), np.zeros((n, 2), np.float32)
+    if control == "mouse":
+        mouse[:, 1] = direction * YAW
+    elif direction:
+        keyboard[:, 2 if direction < 0 else 3] = 1.0  # A or D
+    return ActionBlock(keyboard, mouse)
 
 
 def horizontal_motion(frames: np.ndarray) -> float:
@@ -31,45 +45,42 @@ def horizontal_motion(frames: np.ndarray) -> float:
     return float(np.mean(shifts))
 
 
-def rollout(session, image: np.ndarray, key: int, blocks: int, seed: int) -> np.ndarray:
+def rollout(session, image: np.ndarray, control: str, direction: int, blocks: int, seed: int) -> np.ndarray:
     session.start(image, seed=seed)
-    out = []
-    for _ in range(blocks):
-        kb = np.zeros((session.actions_needed, 4), np.float32)
-        kb[:, key] = 1.0
-        out.append(session.step(ActionBlock(kb, np.zeros((len(kb), 2), np.float32))))
-    return np.concatenate(out)
+    return np.concatenate(
+        [session.step(hold(control, direction, session.actions_needed)) for _ in range(blocks)]
+    )
 
 
-def record(folder, episodes: int, frames: int) -> None:
-    """Synthetic episodes where A, D or nothing is held for 12-24 frames (npz: frames, keyboard, mouse)."""
+def record(folder, episodes: int, frames: int, control: str) -> None:
+    """Synthetic episodes holding left, right or nothing for 12-24 frames (npz: frames, keyboard, mouse)."""
     from engine.data.synthetic_world import SyntheticWorld
 
     folder.mkdir(parents=True)
     world, rng = SyntheticWorld(64, 64), np.random.default_rng(0)
     for ep in range(episodes):
         world.start(seed=ep)
-        keyboard, mouse = np.zeros((frames, 4), np.float32), np.zeros((frames, 2), np.float32)
-        i = 0
-        while i < frames:
+        spans = []
+        while sum(len(s) for s in spans) < frames:
             n, key = int(rng.integers(12, 25)), int(rng.integers(0, 3))
-            if key:
-                keyboard[i : i + n, key + 1] = 1.0  # A (2) or D (3)
-            i += n
+            spans.append(hold(control, (0, -1, 1)[key], n))  # nothing, left, right
+        actions = ActionBlock.concat(spans).slice(0, frames)
         video = []
         for i in range(frames):
             video.append(world.frame)
-            world.advance(keyboard[i], mouse[i])
-        np.savez(folder / f"ep{ep:03d}.npz", frames=np.stack(video), keyboard=keyboard, mouse=mouse)
+            world.advance(actions.keyboard[i], actions.mouse[i])
+        np.savez(
+            folder / f"ep{ep:03d}.npz", frames=np.stack(video), keyboard=actions.keyboard, mouse=actions.mouse
+        )
 
 
-def train_synthetic(tmp_path, world_steps: int = 1200, lr: float = 2e-3):
+def train_synthetic(tmp_path, control: str, world_steps: int = 1200, lr: float = 2e-3):
     from engine.train.config import VAETrainConfig, WorldTrainConfig, load_train_config
     from engine.train.vae_trainer import train_vae
     from engine.train.world_trainer import train_world
 
     data = tmp_path / "data"
-    record(data, episodes=16, frames=97)
+    record(data, episodes=16, frames=97, control=control)
     vae_cfg = load_train_config(
         VAETrainConfig,
         None,
@@ -99,12 +110,13 @@ def train_synthetic(tmp_path, world_steps: int = 1200, lr: float = 2e-3):
     return preset_file, tmp_path / "world" / "ema.safetensors", result
 
 
-def test_trained_model_follows_left_and_right(tmp_path):
+@pytest.mark.parametrize("control", ["keys", "mouse"])
+def test_trained_model_follows_left_and_right(tmp_path, control):
     from engine.config import load_preset
     from engine.data.synthetic_world import SyntheticWorld
     from engine.session import load_session
 
-    preset_file, weights, _ = train_synthetic(tmp_path)
+    preset_file, weights, _ = train_synthetic(tmp_path, control)
     preset = replace(load_preset(str(preset_file)), checkpoint=str(weights))
     session = load_session(preset, dtype="fp32")
     world = SyntheticWorld(64, 64)
@@ -112,6 +124,6 @@ def test_trained_model_follows_left_and_right(tmp_path):
     for seed in range(3):
         world.start(seed=100 + seed)
         image = world.frame
-        left.append(horizontal_motion(rollout(session, image, 2, 4, seed)))  # A: content moves right
-        right.append(horizontal_motion(rollout(session, image, 3, 4, seed)))  # D: content moves left
+        left.append(horizontal_motion(rollout(session, image, control, -1, 4, seed)))  # content moves right
+        right.append(horizontal_motion(rollout(session, image, control, 1, 4, seed)))  # content moves left
     assert np.mean(left) > 0.5 and np.mean(right) < -0.5, (left, right)
