@@ -152,6 +152,16 @@ def validate(args, parser: argparse.ArgumentParser) -> None:
         raise ValueError(f"recording folder not found: {args.replay}")
 
 
+def note_random_weights(preset, checkpoint: Optional[str]) -> None:
+    """A world-model preset without weights runs random ones (tests, benchmarks); say so, once."""
+    if preset.world == "model" and not (checkpoint or preset.checkpoint):
+        print(
+            f"worldplayer: note: preset {preset.name} has no world-model weights, so it runs random "
+            "weights and shows noise; pass --checkpoint FILE",
+            file=sys.stderr,
+        )
+
+
 def run(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -189,6 +199,7 @@ def run(argv: Optional[list[str]] = None) -> int:
     if args.headless:
         actions, frames = scripted_actions(args, preset)
         label, image = images.current()
+        note_random_weights(preset, args.checkpoint)
         world = world_factory()
         try:
             from app.headless import run_headless
@@ -210,6 +221,7 @@ def run(argv: Optional[list[str]] = None) -> int:
 
     check_display()
     serial()  # the world is built here but stepped on the generation thread (see engine.threads)
+    note_random_weights(preset, args.checkpoint)
     world = world_factory()
     try:
         from app.window import App

@@ -106,3 +106,13 @@ def test_missing_default_start_image_falls_back_to_gray():
     label, image = StartImages(preset, log=messages.append).current()
     assert label == "gray" and image.shape == (8, 16, 3) and (image == 128).all()
     assert "nope.png" in messages[0] and "gray" in messages[1]
+
+
+def test_preset_without_weights_says_it_runs_random_ones(capsys, tmp_path):
+    code, out, err = run_main(capsys, "--headless", "--preset", "tiny", "--frames", "9", "--quiet",
+                              "--out", str(tmp_path / "o"))  # fmt: skip
+    assert code == 0 and "wrote 9 frames" in out
+    assert err.count("worldplayer: note: preset tiny has no world-model weights") == 1
+    code, out, err = run_main(capsys, "--headless", "--preset", "doom", "--frames", "9", "--quiet",
+                              "--out", str(tmp_path / "d"))  # fmt: skip
+    assert code == 0 and "note:" not in err  # the default ships its weights
