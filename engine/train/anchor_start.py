@@ -33,15 +33,16 @@ def start_from_anchors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(t, noise) with the trained frames of a `share` of samples noised from their anchors.
 
-    t, frame_weight: [B, F]; noise: [B, F, C, h, w] (what add_noise would mix with x0); timesteps:
-    the sampler's [n] (one drawn per sample). Frames with weight 0 (clean context) are left alone.
+    t, frame_weight: [B, F]; noise: [B, F, C, h, w] (what add_noise would mix with x0), all on the
+    batch's device; timesteps: the sampler's [n] (one drawn per sample, from the CPU generator `gen`).
+    Frames with weight 0 (clean context) are left alone.
     """
     b = t.shape[0]
     pick = torch.rand(b, generator=gen) < share  # [B]
     step_t = timesteps[torch.randint(len(timesteps), (b,), generator=gen)].float()  # [B]
     chosen = pick.to(t.device)[:, None] & (frame_weight > 0)  # [B, F]
     t = torch.where(chosen, step_t.to(t.device)[:, None].expand_as(t), t)
-    anchor = batch.cond[:, :, MASK_CHANNELS:].to(noise.device, noise.dtype)  # [B, F, C, h, w]
+    anchor = batch.cond[:, :, MASK_CHANNELS:].to(noise.dtype)  # [B, F, C, h, w]
     s = sigma_of(t).clamp_min(1e-3).to(noise.dtype)[:, :, None, None, None]
-    moved = noise + (1 - s) / s * (anchor - batch.x0.to(noise.device, noise.dtype))
+    moved = noise + (1 - s) / s * (anchor - batch.x0.to(noise.dtype))
     return t, torch.where(chosen[:, :, None, None, None], moved, noise)

@@ -217,13 +217,13 @@ def train_world(cfg: WorldTrainConfig) -> dict:
             if cfg.anchor_noise_max > 0:
                 batch = noisy_anchors(batch, fpb, cfg.anchor_noise_max, gen)
         t, w = make_frame_plan(cfg, preset, step, run.batch_size, gen, n)
-        noise = torch.randn(batch.x0.shape, generator=gen)
-        if cfg.from_anchor > 0:
+        noise = torch.randn(batch.x0.shape, generator=gen).to(d.device)
+        t, w = t.to(d.device), w.to(d.device)
+        if cfg.from_anchor > 0:  # on the batch's device: no copy of latents back to the host
             t, noise = start_from_anchors(batch, t, noise, w, few_t, cfg.from_anchor, gen)
         keep = (torch.rand(run.batch_size, generator=gen) >= cfg.action_dropout).float()
         with autocast(d.device, run.bf16):
-            t, w = t.to(d.device), w.to(d.device)
-            loss, per_frame, v, x_t = objective(batch, t, noise.to(d.device), w, keep.to(d.device))
+            loss, per_frame, v, x_t = objective(batch, t, noise, w, keep.to(d.device))
             adv_log = {}
             if adversary is not None:
                 x0 = x0_from_velocity(x_t, v, t)
