@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Union
 
@@ -103,21 +102,23 @@ def load_weights_into(
 
 
 def check_conditioning(file_preset: Optional[dict], preset: Preset, path: Union[str, Path]) -> None:
-    """Our checkpoints record what their cond_concat channels held in training (`condition`,
-    `anchor_warp`); running them with another conditioning gives plausible-looking garbage, so it is a
-    CheckpointError. Files without an embedded preset (official ones) are not checked."""
+    """Our checkpoints record what their cond_concat channels held in training (`condition`); running
+    them with another conditioning gives plausible-looking garbage, so it is a CheckpointError. Files of
+    the retired anchor-warp experiment (tag experiments/doom-v1) are refused too. Files without an
+    embedded preset (official ones) are not checked."""
     if file_preset is None:
         return
-    trained = {
-        "condition": file_preset.get("condition", "image"),
-        "anchor_warp": {"yaw_px": 0.0, "zoom": 0.0, **file_preset.get("anchor_warp", {})},
-    }
-    used = {"condition": preset.condition, "anchor_warp": asdict(preset.anchor_warp)}
-    diffs = [f"{k} {trained[k]} != {used[k]}" for k in trained if trained[k] != used[k]]
-    if diffs:
+    trained, used = file_preset.get("condition", "image"), preset.condition
+    if trained != used:
         raise CheckpointError(
             f"{Path(path).name} was trained with other conditioning than preset {preset.name} "
-            f"(file != preset: {'; '.join(diffs)}); use the preset it was trained with"
+            f"(file != preset: condition {trained} != {used}); use the preset it was trained with"
+        )
+    warp = file_preset.get("anchor_warp", {})
+    if any(float(v) != 0.0 for v in warp.values()):
+        raise CheckpointError(
+            f"{Path(path).name} was trained with anchor_warp {warp}, an experiment this version no longer "
+            "runs (git tag experiments/doom-v1)"
         )
 
 

@@ -107,9 +107,8 @@ def anchor_latents(anchor: torch.Tensor, start: int, num_latents: int) -> torch.
     """cond_concat of a `last_latent` preset: [B, n, 4 + C, h, w] for latents start..start+n-1.
 
     `anchor` [B, 1, C, h, w] is the latest clean latent before the block (the start image's latent for
-    block 0), repeated for every latent of the block (or [B, n, C, h, w], one per latent, when
-    `engine.anchor_warp` has moved it with the block's actions): the model sees the previous frame in
-    its input channels, as DIAMOND-style models do, instead of gray frames. The mask is `mask_latents`'s.
+    block 0), repeated for every latent of the block: the model sees the previous frame in its input
+    channels, as DIAMOND-style models do, instead of gray frames. The mask is `mask_latents`'s.
     """
     return mask_latents(anchor.expand(-1, num_latents, -1, -1, -1), start)
 

@@ -74,9 +74,6 @@ class SamplerConfig:
     num_train_timesteps: int = 1000
     context_noise: float = 0.0
     kind: str = "x0_renoise"  # "x0_renoise" (distilled) or "euler" (plain velocity loop)
-    # last_latent presets: start the first step from the (warped) anchor noised to that step's t
-    # instead of pure noise (SDEdit); the step list then starts below 1000.
-    start_from_anchor: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +85,7 @@ class VAEConfig:
     base_dim: int = 96
     dim_mult: tuple[int, ...] = (1, 2, 4, 4)
     num_res_blocks: int = 2
+    temporal: int = 4  # video frames per latent frame (tiny VAE: 4 or 1; the Wan VAE is always 4)
     checkpoint: str = ""  # path, relative to the repo root or absolute; empty = random weights
 
 
@@ -117,19 +115,8 @@ class GameConfig:
     wad: str = "freedoom2.wad"
     maps: tuple[str, ...] = ("MAP01",)
     tics_per_frame: int = 2  # Doom runs 35 tics/s: 2 tics per frame = 17.5 fps
+    auto_use: bool = False  # press USE while W is held: walking into a door opens it (no use key)
     episode_timeout_s: float = 600.0
-
-
-@dataclass(frozen=True)
-class AnchorWarpConfig:
-    """Camera-motion prior for `condition: last_latent` (engine.anchor_warp); zeros = no warp.
-
-    yaw_px: latent pixels the image shifts per mouse-yaw unit held for one video frame;
-    zoom: relative zoom per video frame of net forward key (W minus S).
-    """
-
-    yaw_px: float = 0.0
-    zoom: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -151,7 +138,6 @@ class Preset:
     # What fills cond_concat's latent channels (engine.conditioning): "image" = Matrix-Game 2.0's
     # [start image, gray, ...]; "last_latent" = the latest clean latent before each block.
     condition: str = "image"
-    anchor_warp: AnchorWarpConfig = field(default_factory=AnchorWarpConfig)  # last_latent only
     game: GameConfig = field(default_factory=GameConfig)
 
 

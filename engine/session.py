@@ -21,9 +21,7 @@ import numpy as np
 import torch
 
 from engine.actions import ActionBlock, block_video_frames, gather_windows
-from engine.anchor_warp import anchor_spans, check_anchor_warp, is_identity, warp_anchor, warp_motion
 from engine.conditioning import (
-    MASK_CHANNELS,
     anchor_latents,
     build_condition,
     check_condition,
@@ -89,7 +87,6 @@ class WorldModelSession:
                 f"unknown sampler kind {preset.sampler.kind!r}; expected 'x0_renoise' or 'euler'"
             )
         check_condition(preset.condition)
-        check_anchor_warp(preset)
         self._anchor: Optional[torch.Tensor] = None  # last clean latent (condition: last_latent)
         self._block = -1  # not started
 
@@ -137,15 +134,12 @@ class WorldModelSession:
         actions.check(self.spec.keyboard_dim, self.spec.has_mouse, frames=self.actions_needed)
         start = self._block * self.frames_per_block
         mouse_w, keyboard_w = self._action_windows(actions, start)
-        guess = None
         if self._anchor is not None:
-            cond = anchor_latents(self._warped_anchor(start), start, self.frames_per_block)
-            if self.preset.sampler.start_from_anchor:
-                guess = cond[:, :, MASK_CHANNELS:]
+            cond = anchor_latents(self._anchor, start, self.frames_per_block)
         else:
             cond = None if self._condition is None else self._condition.next(self.frames_per_block)
         velocity = self._velocity_fn(cond, mouse_w, keyboard_w, start)
-        x0 = self._denoise(velocity, start, guess)
+        x0 = self._denoise(velocity, start)
         if self._anchor is not None:
             self._anchor = x0[:, -1:]
         context_t = torch.full(x0.shape[:2], float(self.preset.sampler.context_noise), device=self.device)
@@ -198,16 +192,6 @@ class WorldModelSession:
         keyboard_w = windows(self._keyboard) if self.spec.keyboard_dim else None
         mouse_w = windows(self._mouse) if self.spec.has_mouse else None
         return mouse_w, keyboard_w
-
-    def _warped_anchor(self, start: int) -> torch.Tensor:
-        """The anchor for latents start.. : [1, 1, C, h, w] as is, or [1, F, C, h, w] warped (anchor_warp)."""
-        cfg = self.preset.anchor_warp
-        if is_identity(cfg):
-            return self._anchor
-        f = self.frames_per_block
-        spans = anchor_spans(start, f, f, self.temporal, offset=self._first_index)
-        dx, scale = warp_motion(self._keyboard[None], self._mouse[None], spans, cfg)
-        return warp_anchor(self._anchor, dx, scale)
 
     def _velocity_fn(self, cond, mouse_w, keyboard_w, start: int):
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -82,13 +82,9 @@ class WorldTrainConfig:
     few_step: float = 0.5  # fraction of target frames noised at the sampler's few-step timesteps
     context_noise_max: float = 0.0  # autoregressive: context frames get t ~ U(0, this) (0 = clean)
     anchor_noise_max: float = 0.0  # last_latent presets: anchors after block 0 get noise sigma ~ U(0, this)
-    self_anchor: float = 0.0  # last_latent: share of samples whose context is the model's own prediction
-    from_anchor: float = 0.0  # start_from_anchor presets: share of samples whose x_t is the noised anchor
+    self_anchor: float = 0.0  # autoregressive: share of samples whose context is the model's own prediction
     first_block: float = 0.0  # autoregressive: share of steps that train block 0 alone, as played
     action_dropout: float = 0.1  # drop all actions of a sample with this probability
-    adversarial: float = 0.0  # weight of the critic's term relative to the MSE (engine/train/adversarial.py)
-    adversarial_lr: float = 0.0  # the critic's learning rate; 0 = run.lr
-    adversarial_start: int = 100  # steps the critic trains alone before the model gets its term
     ema: float = 0.999
     ema_start: int = 100
     use_timestep_weight: bool = False  # FlowMatchScheduler training weights

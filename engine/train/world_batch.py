@@ -14,9 +14,7 @@ from typing import Optional
 import torch
 
 from engine.actions import gather_windows, window_indices
-from engine.anchor_warp import anchor_spans, is_identity, warp_anchor, warp_motion
 from engine.conditioning import MASK_CHANNELS, mask_latents
-from engine.config import AnchorWarpConfig
 from engine.scheduler import sample_train_timesteps
 from engine.train.latent_cache import LatentCache
 
@@ -28,12 +26,10 @@ class WorldBatch:
     keyboard: torch.Tensor  # [B, F, 12, K] windows
     mouse: torch.Tensor  # [B, F, 12, 2] windows
     start: int  # absolute latent position of frame 0 of the sequence
-    warp: Optional[tuple[torch.Tensor, torch.Tensor]] = None  # (dx, scale) [B, F] when anchors are warped
 
     def to(self, device) -> "WorldBatch":
         tensors = (self.x0, self.cond, self.keyboard, self.mouse)
-        warp = None if self.warp is None else tuple(t.to(device) for t in self.warp)
-        return WorldBatch(*(t.to(device) for t in tensors), self.start, warp)
+        return WorldBatch(*(t.to(device) for t in tensors), self.start)
 
 
 def sample_batch(
@@ -45,13 +41,11 @@ def sample_batch(
     clips: Optional[list] = None,
     condition: str = "image",
     frames_per_block: int = 3,
-    warp: Optional[AnchorWarpConfig] = None,
 ) -> WorldBatch:
     """`batch` sequences of `num_latents` latents at positions start.. (clip indices from gen or `clips`).
 
     condition: the preset's; "last_latent" conditions each block on the clean latent just before it
-    (`engine.conditioning.anchor_latents`), moved by the actions in between when `warp` is set
-    (`engine.anchor_warp`); "image" on the condition stream of [start frame, gray...].
+    (`engine.conditioning.anchor_latents`); "image" on the condition stream of [start frame, gray...].
     """
     r = cache.start_cond.shape[1]
     needed = int(window_indices(start, num_latents).max()) + 1
@@ -77,27 +71,13 @@ def sample_batch(
         mss.append(cache.mouse[frames])
     cond = torch.stack(conds).float()  # [B, F, C, h, w]
     keyboard, mouse = torch.stack(kbs), torch.stack(mss)  # [B, T, K], [B, T, 2] from clip frame 0
-    motion = None
-    if condition == "last_latent" and warp is not None and not is_identity(warp):
-        motion = anchor_motion(keyboard, mouse, start, num_latents, frames_per_block, warp)
-        b, n = cond.shape[:2]
-        flat = cond.reshape(b * n, 1, *cond.shape[2:])
-        cond = warp_anchor(flat, motion[0].reshape(-1, 1), motion[1].reshape(-1, 1)).reshape(cond.shape)
     return WorldBatch(
         x0=torch.stack(xs).float(),
         cond=mask_latents(cond, start),
         keyboard=gather_windows(keyboard, 0, start, num_latents),
         mouse=gather_windows(mouse, 0, start, num_latents),
         start=start,
-        warp=motion,
     )
-
-
-def anchor_motion(keyboard, mouse, start: int, n: int, fpb: int, warp: AnchorWarpConfig):
-    """(dx, scale) [B, n] moving each position's anchor to it: actions from the anchor's frame to its own.
-
-    keyboard/mouse [B, T, .] start at clip frame 0 (the start image)."""
-    return warp_motion(keyboard, mouse, anchor_spans(start, n, fpb), warp)
 
 
 def noisy_anchors(

@@ -30,8 +30,8 @@ class WorldObjective(torch.nn.Module):
         noise: torch.Tensor,
         frame_weight: torch.Tensor,
         keep_actions: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(loss, per-frame MSE, v, x_t). t, frame_weight: [B, F]; keep_actions [B] (0 = action dropout)."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, per-frame MSE [B, F]). t, frame_weight: [B, F]; keep_actions [B] (0 = action dropout)."""
         x_t = add_noise(batch.x0, noise, t)  # [B, F, C, h, w]; t = 0 frames stay clean
         k = keep_actions[:, None, None, None].to(batch.keyboard.dtype)
         v = self.model(
@@ -40,5 +40,4 @@ class WorldObjective(torch.nn.Module):
         w = frame_weight
         if self.use_timestep_weight:
             w = w * training_weight(t, self.shift)
-        loss, per_frame = flow_matching_loss(v, training_target(batch.x0, noise), w)
-        return loss, per_frame, v, x_t
+        return flow_matching_loss(v, training_target(batch.x0, noise), w)

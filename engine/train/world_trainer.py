@@ -21,14 +21,11 @@ from pathlib import Path
 
 import torch
 
-from engine.actions import window_indices
 from engine.checkpoint import load_weights_into, save_checkpoint
 from engine.conditioning import check_condition
 from engine.config import Preset, load_preset
 from engine.model.causal_wan import CausalWanModel
-from engine.scheduler import sampling_timesteps, x0_from_velocity
-from engine.train.adversarial import Adversary
-from engine.train.anchor_start import start_from_anchors
+from engine.scheduler import sampling_timesteps
 from engine.train.ckpt import load_train_state, load_weights, save_train_state, set_rng_state
 from engine.train.config import WorldTrainConfig, config_to_dict
 from engine.train.ema import EMA
@@ -72,15 +69,6 @@ def check_config(cfg: WorldTrainConfig, preset: Preset) -> None:
     for key in ("clip_latents", "context_latents"):
         if getattr(cfg, key) % fpb or getattr(cfg, key) <= 0:
             raise ValueError(f"{key} must be a positive multiple of num_frame_per_block={fpb}")
-    if cfg.adversarial < 0 or cfg.adversarial_lr < 0:
-        raise ValueError("adversarial and adversarial_lr must be >= 0 (0 = no adversarial term / run.lr)")
-    if not 0 <= cfg.from_anchor <= 1:
-        raise ValueError(f"from_anchor is a share of samples in [0, 1], got {cfg.from_anchor}")
-    if cfg.from_anchor > 0 and not preset.sampler.start_from_anchor:
-        raise ValueError(
-            f"from_anchor trains the sampler that starts from the anchor; preset {preset.name} does not "
-            "set sampler.start_from_anchor"
-        )
     if preset.world != "model":
         raise ValueError(f"preset {preset.name} is not a world model (world: {preset.world})")
 
@@ -175,12 +163,6 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     objective = wrap_ddp(WorldObjective(model, preset.sampler.timestep_shift, cfg.use_timestep_weight), d)
     opt = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=run.betas, weight_decay=run.weight_decay)
     ema = EMA(model, cfg.ema, cfg.ema_start)
-    adversary = None
-    if cfg.adversarial > 0:
-        window = window_indices(0, 1).shape[1]  # video frames in one latent's action window
-        action_dim = window * (cache.keyboard.shape[-1] + cache.mouse.shape[-1])
-        lr, latent_c = cfg.adversarial_lr or run.lr, preset.model.out_dim
-        adversary = Adversary(latent_c, action_dim, cfg.adversarial, lr, cfg.adversarial_start, d.device)
     gen = torch.Generator().manual_seed(run.seed * 1000 + d.rank)
     step = 0
     state = load_train_state(out)
@@ -191,8 +173,6 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         gen.set_state(state["sampler"][d.rank])
         set_rng_state(state["rng"])
         step = state["step"]
-        if adversary is not None:
-            adversary.load_state_dict(state.get("adversary"))
     log = MetricsLog(out / "metrics.jsonl", d.main)
     if d.main:
         (out / "config.yaml").write_text(str(config_to_dict(cfg)))
@@ -207,46 +187,37 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         start, n = plan_sequence(cfg, max_block, fpb, n_seq, gen)
         batch = sample_batch(
             cache, run.batch_size, n, start, gen,
-            condition=preset.condition, frames_per_block=fpb, warp=preset.anchor_warp,
+            condition=preset.condition, frames_per_block=fpb,
         )  # fmt: skip
         batch = batch.to(d.device)
-        if preset.condition == "last_latent":
-            if cfg.self_anchor > 0 and n > fpb:
-                with autocast(d.device, run.bf16):
-                    batch = own_context(model, batch, fpb, cfg.self_anchor, few_t, gen)
-            if cfg.anchor_noise_max > 0:
-                batch = noisy_anchors(batch, fpb, cfg.anchor_noise_max, gen)
+        last_latent = preset.condition == "last_latent"
+        if cfg.self_anchor > 0 and n > fpb:
+            with autocast(d.device, run.bf16):
+                batch = own_context(model, batch, fpb, cfg.self_anchor, few_t, gen, anchors=last_latent)
+        if last_latent and cfg.anchor_noise_max > 0:
+            batch = noisy_anchors(batch, fpb, cfg.anchor_noise_max, gen)
         t, w = make_frame_plan(cfg, preset, step, run.batch_size, gen, n)
         noise = torch.randn(batch.x0.shape, generator=gen).to(d.device)
         t, w = t.to(d.device), w.to(d.device)
-        if cfg.from_anchor > 0:  # on the batch's device: no copy of latents back to the host
-            t, noise = start_from_anchors(batch, t, noise, w, few_t, cfg.from_anchor, gen)
         keep = (torch.rand(run.batch_size, generator=gen) >= cfg.action_dropout).float()
         with autocast(d.device, run.bf16):
-            loss, per_frame, v, x_t = objective(batch, t, noise, w, keep.to(d.device))
-            adv_log = {}
-            if adversary is not None:
-                x0 = x0_from_velocity(x_t, v, t)
-                loss, adv_log = adversary.model_loss(loss, v, x0, batch, t, w, step)
+            loss, _ = objective(batch, t, noise, w, keep.to(d.device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
         opt.step()
-        if adversary is not None:
-            with autocast(d.device, run.bf16):
-                adv_log.update(adversary.critic_step(x0, batch, t, w))
         step += 1
         ema.update(model, step)
         speed.add(run.batch_size * d.world)
         if step % run.log_every == 0 or step == run.steps:
             last = {"loss": float(all_reduce_mean(loss.detach(), d)), "grad_norm": float(gnorm)}
-            last.update(samples_per_s=speed.rate(), lr=lr_at(step - 1, run), start=start, **adv_log)
+            last.update(samples_per_s=speed.rate(), lr=lr_at(step - 1, run), start=start)
             log.write(step, **last)
             bar.set_postfix(loss=f"{last['loss']:.4f}", sps=f"{last['samples_per_s']:.2f}")
         bar.update(1)
         due = step % run.ckpt_every == 0 or (run.ckpt_every_s and time.time() - last_save > run.ckpt_every_s)
         if due or step == run.steps or step == run.stop_after:
-            _checkpoint(out, preset, model, ema, opt, gen, step, d, adversary)
+            _checkpoint(out, preset, model, ema, opt, gen, step, d)
             last_save = time.time()
         if run.sample_every and d.main and (step % run.sample_every == 0 or step == run.steps):
             from engine.train.sampling_video import write_samples
@@ -261,9 +232,7 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     return last
 
 
-def _checkpoint(
-    out: Path, preset: Preset, model, ema: EMA, opt, gen, step: int, d: Dist, adversary=None
-) -> None:
+def _checkpoint(out: Path, preset: Preset, model, ema: EMA, opt, gen, step: int, d: Dist) -> None:
     states = [gen.get_state()]
     if d.world > 1:
         import torch.distributed as dist
@@ -277,7 +246,4 @@ def _checkpoint(
         ema_model = ema.copy_to(CausalWanModel(preset.model))
         save_checkpoint(out / "ema.safetensors.tmp", ema_model, shipped)
         (out / "ema.safetensors.tmp").replace(out / "ema.safetensors")
-        state = {"optimizer": opt.state_dict(), "sampler": states, "step": step}
-        if adversary is not None:
-            state["adversary"] = adversary.state_dict()
-        save_train_state(out, state)
+        save_train_state(out, {"optimizer": opt.state_dict(), "sampler": states, "step": step})
