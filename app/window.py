@@ -98,8 +98,7 @@ class App:
         self.world, self.preset, self.options, self.meta = world, preset, options, meta
         self.keymap = keymap_for(world.spec.mode)
         self.input = InputState(self.keymap)
-        block = 12  # frames per later block; the first block is 9
-        self.queue = FrameQueue(QUEUE_BLOCKS * block)
+        self.queue = FrameQueue(QUEUE_BLOCKS * world.spec.block_frames)
         self.gen = GenerationThread(
             world, self.input, self.queue, images, seed, options.fps, self._make_recorder, options.threads
         )

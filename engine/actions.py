@@ -6,8 +6,9 @@ takes the world from frame i to frame i+1. Keyboard rows are multi-hot in the mo
 (1.0 = 15 degrees per video frame; up and right positive).
 
 Matrix-Game 2.0 gives latent frame f the video-rate actions of frames [4f - 12, 4f) (indices below 0
-clamped to frame 0): `window_indices` computes exactly that rule and both the training path and the
-streaming path use it, so the two cannot disagree.
+clamped to frame 0); in general, with the VAE's temporal ratio r and `windows_size` w, frames
+[r f - r w, r f) (`Windowing`, built from the preset by `preset_windowing`). `window_indices` computes
+that rule and both the training path and the streaming path use it, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -68,45 +69,79 @@ class ActionBlock:
         return ActionBlock(self.keyboard[start:stop], mouse)
 
 
-def video_frames(num_latents: int, temporal: int = 4) -> int:
-    """Video frames decoded from `num_latents` latent frames: 1 + 4 (n - 1)."""
-    return 1 + temporal * (num_latents - 1) if num_latents > 0 else 0
+@dataclass(frozen=True)
+class Windowing:
+    """How video-rate actions map onto latent frames, from the preset (never literals).
+
+    temporal: video frames per latent frame (the VAE's ratio r: 4 for Wan and the official rule, 1 for
+    a per-frame VAE); windows: latent frames of actions each latent sees (`windows_size`, w). Latent
+    frame f ends at video frame r f and sees the actions of frames [r f - r w, r f), clamped to >= 0.
+    """
+
+    temporal: int = 4
+    windows: int = 3
+
+    @property
+    def window_frames(self) -> int:
+        """Video frames in one latent's action window: r w (12 for the official 4 x 3)."""
+        return self.temporal * self.windows
+
+    def video_frames(self, num_latents: int) -> int:
+        """Video frames decoded from `num_latents` latent frames: 1 + r (n - 1)."""
+        return 1 + self.temporal * (num_latents - 1) if num_latents > 0 else 0
+
+    def block_frames(self, block_index: int, frames_per_block: int) -> int:
+        """Video frames (and actions) of a block: 1 + r (F - 1) for block 0, r F after (9, 12 for r = 4,
+        F = 3; F, F for r = 1)."""
+        return self.video_frames(frames_per_block) if block_index == 0 else self.temporal * frames_per_block
+
+    def history_frames(self, frames_per_block: int) -> int:
+        """Video frames of actions a streaming session keeps: one block plus one window's reach, r (F + w)."""
+        return self.temporal * (frames_per_block + self.windows)
 
 
-def block_video_frames(block_index: int, frames_per_block: int = 3, temporal: int = 4) -> int:
-    """Video frames (and actions) of block `block_index`: 9 for block 0, 12 after (3 latents per block)."""
-    return 1 + temporal * (frames_per_block - 1) if block_index == 0 else temporal * frames_per_block
+def preset_windowing(preset) -> Windowing:
+    """The preset's windowing: its VAE's temporal ratio and its action config's `windows_size`.
+
+    The action module reads windows of `vae_time_compression_ratio * windows_size` frames, so that ratio
+    must be the VAE's (`engine.config` checks it when a preset is loaded)."""
+    act = preset.model.action
+    return Windowing(preset.vae.temporal, act.windows_size if act is not None else Windowing.windows)
 
 
-def window_indices(start_frame: int, num_frames: int, temporal: int = 4, windows: int = 3) -> torch.Tensor:
+def window_indices(start_frame: int, num_frames: int, w: Windowing) -> torch.Tensor:
     """Absolute video-frame indices of the action window of each latent frame.
 
-    Returns LongTensor [F, temporal * windows]: row f is frames [4(s+f) - 12, 4(s+f)) clamped to >= 0.
+    Returns LongTensor [F, r w]: row f is frames [r(s+f) - r w, r(s+f)) clamped to >= 0.
     """
-    pad = temporal * windows
+    pad = w.window_frames
     latents = torch.arange(start_frame, start_frame + num_frames)
-    idx = temporal * latents[:, None] - pad + torch.arange(pad)[None, :]  # [F, 12]
+    idx = w.temporal * latents[:, None] - pad + torch.arange(pad)[None, :]  # [F, r w]
     return idx.clamp_(min=0)
 
 
 def gather_windows(
-    actions: torch.Tensor,
-    first_index: int,
-    start_frame: int,
-    num_frames: int,
-    temporal: int = 4,
-    windows: int = 3,
+    actions: torch.Tensor, first_index: int, start_frame: int, num_frames: int, w: Windowing
 ) -> torch.Tensor:
     """Action windows for latent frames [start_frame, start_frame + num_frames).
 
     actions: [B, M, C] holding video frames first_index .. first_index + M - 1 (a history that may have
-    dropped old frames). Returns [B, F, temporal * windows, C].
+    dropped old frames). Returns [B, F, r w, C].
     """
-    idx = window_indices(start_frame, num_frames, temporal, windows) - first_index  # [F, 12]
+    idx = window_indices(start_frame, num_frames, w) - first_index  # [F, r w]
     if idx.min() < 0 or idx.max() >= actions.shape[1]:
         raise ValueError(
             f"action history covers frames [{first_index}, {first_index + actions.shape[1]}) but latent "
             f"frames [{start_frame}, {start_frame + num_frames}) need [{int(idx.min()) + first_index}, "
             f"{int(idx.max()) + first_index}]"
         )
-    return actions[:, idx]  # [B, F, 12, C]
+    return actions[:, idx]  # [B, F, r w, C]
+
+
+OFFICIAL = Windowing(4, 3)  # Matrix-Game 2.0: 4 video frames per latent, 3 latents of actions
+
+
+def block_video_frames(block_index: int, frames_per_block: int = 3, w: Windowing = OFFICIAL) -> int:
+    """Video frames of block `block_index` (see `Windowing.block_frames`); the default is the
+    official 9 / 12, which the ViZDoom and synthetic worlds use to match a Matrix-Game-style model."""
+    return w.block_frames(block_index, frames_per_block)

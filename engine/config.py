@@ -155,6 +155,13 @@ def preset_from_dict(data: dict, name: str = "") -> Preset:
         raise ValueError(f"invalid preset {name or '<dict>'}: {str(e).splitlines()[0]}") from None
     if not preset.name:
         preset = _replace(preset, name=name)
+    act = preset.model.action
+    if preset.world == "model" and act is not None and act.vae_time_compression_ratio != preset.vae.temporal:
+        raise ValueError(
+            f"invalid preset {preset.name}: model.action.vae_time_compression_ratio "
+            f"{act.vae_time_compression_ratio} != vae.temporal {preset.vae.temporal} (the action windows "
+            "span the VAE's video frames per latent)"
+        )
     return preset
 
 

@@ -14,6 +14,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from engine.config import SamplerConfig
+
 NUM_TRAIN_TIMESTEPS = 1000
 
 
@@ -54,11 +56,12 @@ def warp_timesteps(
     return table[idx].float()
 
 
-def sampling_timesteps(step_list: Sequence[float], warp: bool, shift: float = 5.0) -> torch.Tensor:
-    """The timesteps a sampler visits: warped or taken as given. float32 [n]."""
-    if warp:
-        return warp_timesteps(step_list, shift)
-    return torch.tensor([float(s) for s in step_list], dtype=torch.float32)
+def sampling_timesteps(cfg: SamplerConfig) -> torch.Tensor:
+    """The timesteps a preset's sampler visits: its step list warped onto the shifted table (when
+    `warp_denoising_step`) or taken as given. float32 [n]; compute it once per preset and keep it."""
+    if cfg.warp_denoising_step:
+        return warp_timesteps(cfg.denoising_step_list, cfg.timestep_shift, cfg.num_train_timesteps)
+    return torch.tensor([float(s) for s in cfg.denoising_step_list], dtype=torch.float32)
 
 
 def sigma_of(t: torch.Tensor, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
@@ -158,3 +161,25 @@ def sample_euler(velocity: VelocityFn, noise: torch.Tensor, timesteps: torch.Ten
         v = velocity(x, tt)
         x = (x.double() + v.double() * ((t_next - t) / NUM_TRAIN_TIMESTEPS)).to(x.dtype)
     return x
+
+
+SAMPLERS = ("x0_renoise", "euler")
+
+
+def check_sampler(kind: str) -> None:
+    if kind not in SAMPLERS:
+        raise ValueError(f"unknown sampler kind {kind!r}; expected one of: {', '.join(SAMPLERS)}")
+
+
+def sample(
+    kind: str,
+    velocity: VelocityFn,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """The preset's sampler (`SamplerConfig.kind`) from `noise` [B, F, C, H, W]: clean x0, same shape."""
+    check_sampler(kind)
+    if kind == "euler":
+        return sample_euler(velocity, noise, timesteps)
+    return sample_x0_renoise(velocity, noise, timesteps, generator)

@@ -6,11 +6,13 @@ the Matrix-Game 2.0 streaming pipeline:
   2. N denoising passes at the sampler's timesteps through the KV-cached model (`x0_renoise`: predict
      x0, re-noise to the next timestep; or `euler`), all writing the same cache slots;
   3. one context pass on the clean x0 at `context_noise`, which leaves the clean block in the caches;
-  4. streaming VAE decode of the block's latents (9 video frames for block 0, 12 later).
+  4. streaming VAE decode of the block's latents (1 + r(F - 1) video frames for block 0, r F later; 9
+     and 12 for the VAE ratio r = 4 and F = 3 latents per block).
 cond_concat is the preset's `condition`: Matrix-Game's [image, gray...] stream ("image"), or the last
 clean latent of the previous block ("last_latent"; the start image's latent for block 0).
-Actions arrive per video frame; latent frame f sees frames [4f - 12, 4f) (`engine.actions`). Only the
-last few blocks of actions are kept, so memory is flat however long a session runs.
+Actions arrive per video frame; latent frame f sees frames [r f - r w, r f) (`engine.actions.Windowing`,
+[4f - 12, 4f) for Matrix-Game). Only one block plus one window of actions is kept, so memory is flat
+however long a session runs.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from engine.actions import ActionBlock, block_video_frames, gather_windows
+from engine.actions import ActionBlock, gather_windows, preset_windowing
 from engine.conditioning import (
     anchor_latents,
     build_condition,
@@ -29,12 +31,11 @@ from engine.conditioning import (
     image_to_tensor,
 )
 from engine.config import Preset, load_preset, resolve_path
-from engine.scheduler import add_noise, sampling_timesteps, x0_from_velocity
+from engine.scheduler import check_sampler, sample, sampling_timesteps
 from engine.vae.protocol import VideoVAE
 from engine.world import WorldSpec
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-HISTORY_FRAMES = 24  # video frames of actions kept: the next block's windows reach 12 frames back
 
 
 def parse_dtype(name: Union[str, torch.dtype]) -> torch.dtype:
@@ -71,21 +72,22 @@ class WorldModelSession:
             raise ValueError(f"preset {preset.name} has an image-context branch but no image encoder")
         keyboard_dim = act.keyboard_dim_in if act is not None and act.enable_keyboard else 0
         has_mouse = bool(act is not None and act.enable_mouse)
-        self.spec = WorldSpec(
-            preset.name, preset.mode, preset.height, preset.width, preset.fps, keyboard_dim, has_mouse
-        )
         self.frames_per_block = cfg.num_frame_per_block
-        self.temporal = vae.temporal
-        self.latent_hw = (preset.height // vae.spatial, preset.width // vae.spatial)
-        self.timesteps = sampling_timesteps(
-            preset.sampler.denoising_step_list,
-            preset.sampler.warp_denoising_step,
-            preset.sampler.timestep_shift,
-        )
-        if preset.sampler.kind not in ("x0_renoise", "euler"):
+        self.windowing = preset_windowing(preset)  # the VAE's temporal ratio r and windows_size w
+        block_frames = self.windowing.block_frames(1, self.frames_per_block)
+        self.spec = WorldSpec(
+            preset.name, preset.mode, preset.height, preset.width, preset.fps, keyboard_dim, has_mouse,
+            block_frames,
+        )  # fmt: skip
+        self.temporal = self.windowing.temporal
+        if vae.temporal != self.temporal:
             raise ValueError(
-                f"unknown sampler kind {preset.sampler.kind!r}; expected 'x0_renoise' or 'euler'"
+                f"preset {preset.name}: vae.temporal is {self.temporal} but the VAE built has {vae.temporal}"
             )
+        self.history = self.windowing.history_frames(self.frames_per_block)  # video frames of actions kept
+        self.latent_hw = (preset.height // vae.spatial, preset.width // vae.spatial)
+        self.timesteps = sampling_timesteps(preset.sampler)  # float32 [n], once per session
+        check_sampler(preset.sampler.kind)
         check_condition(preset.condition)
         self._anchor: Optional[torch.Tensor] = None  # last clean latent (condition: last_latent)
         self._block = -1  # not started
@@ -98,7 +100,7 @@ class WorldModelSession:
 
     @property
     def actions_needed(self) -> int:
-        return block_video_frames(self.block_index, self.frames_per_block, self.temporal)
+        return self.windowing.block_frames(self.block_index, self.frames_per_block)
 
     @torch.no_grad()
     def start(self, image: Optional[np.ndarray], seed: int = 0) -> None:
@@ -139,7 +141,7 @@ class WorldModelSession:
         else:
             cond = None if self._condition is None else self._condition.next(self.frames_per_block)
         velocity = self._velocity_fn(cond, mouse_w, keyboard_w, start)
-        x0 = self._denoise(velocity, start)
+        x0 = self._denoise(velocity)
         if self._anchor is not None:
             self._anchor = x0[:, -1:]
         context_t = torch.full(x0.shape[:2], float(self.preset.sampler.context_noise), device=self.device)
@@ -174,12 +176,12 @@ class WorldModelSession:
     # --- internals ---------------------------------------------------------------------------------
 
     def _action_windows(self, actions: ActionBlock, start: int):
-        """Append the block's actions to the history; windows [1, F, 12, C] for latents start..start+F-1."""
+        """Append the block's actions to the history; windows [1, F, r w, C] for latents start..start+F-1."""
         kb = torch.from_numpy(actions.keyboard) if self.spec.keyboard_dim else torch.zeros(len(actions), 1)
         self._keyboard = torch.cat([self._keyboard, kb])
         if self.spec.has_mouse:
             self._mouse = torch.cat([self._mouse, torch.from_numpy(actions.mouse)])
-        drop = max(0, len(self._keyboard) - HISTORY_FRAMES)
+        drop = max(0, len(self._keyboard) - self.history)
         if drop:
             self._keyboard, self._first_index = self._keyboard[drop:], self._first_index + drop
             if self.spec.has_mouse:
@@ -187,7 +189,8 @@ class WorldModelSession:
         f = self.frames_per_block
 
         def windows(hist: torch.Tensor) -> torch.Tensor:
-            return gather_windows(hist[None], self._first_index, start, f).to(self.device, self.dtype)
+            w = gather_windows(hist[None], self._first_index, start, f, self.windowing)
+            return w.to(self.device, self.dtype)
 
         keyboard_w = windows(self._keyboard) if self.spec.keyboard_dim else None
         mouse_w = windows(self._mouse) if self.spec.has_mouse else None
@@ -208,30 +211,12 @@ class WorldModelSession:
 
         return velocity
 
-    def _denoise(self, velocity, start: int, guess: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Fresh noise (or `guess` noised to the first timestep) -> clean latents [1, F, C, h, w]."""
+    def _denoise(self, velocity) -> torch.Tensor:
+        """Fresh noise (drawn on the CPU from the session seed) -> clean latents [1, F, C, h, w]."""
         h, w = self.latent_hw
         shape = (1, self.frames_per_block, self.preset.model.out_dim, h, w)
-        x = torch.randn(shape, generator=self._gen).to(self.device, self.dtype)
-        ts = self.timesteps.tolist()
-        if guess is not None:
-            x = add_noise(
-                guess.expand(shape).to(self.dtype), x, torch.full(shape[:2], ts[0], device=self.device)
-            )
-        for i, t in enumerate(ts):
-            tt = torch.full(shape[:2], t, device=self.device)
-            v = velocity(x, tt)
-            if self.preset.sampler.kind == "euler":
-                t_next = ts[i + 1] if i + 1 < len(ts) else 0.0
-                x = (x.double() + v.double() * ((t_next - t) / 1000.0)).to(self.dtype)
-                continue
-            x0 = x0_from_velocity(x, v, tt)
-            if i + 1 < len(ts):
-                fresh = torch.randn(shape, generator=self._gen).to(self.device, self.dtype)
-                x = add_noise(x0, fresh, torch.full_like(tt, ts[i + 1]))
-            else:
-                x = x0
-        return x
+        noise = torch.randn(shape, generator=self._gen).to(self.device, self.dtype)
+        return sample(self.preset.sampler.kind, velocity, noise, self.timesteps, self._gen)
 
 
 def load_session(

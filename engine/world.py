@@ -26,6 +26,7 @@ class WorldSpec:
     fps: float
     keyboard_dim: int
     has_mouse: bool
+    block_frames: int = 12  # video frames of every block after the first (r F; 12 for Matrix-Game)
 
 
 class World(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.actions import gather_windows
+from engine.actions import OFFICIAL, gather_windows
 from engine.config import load_preset
 from engine.model.causal_wan import CausalWanModel
 
@@ -49,8 +49,8 @@ def tiny_inputs(model: CausalWanModel, batch: int, num_frames: int, seed: int = 
         clean=torch.randn(batch, num_frames, cfg.out_dim, h, w, generator=g),
         cond=torch.randn(batch, num_frames, cfg.in_dim - cfg.out_dim, h, w, generator=g),
         context=torch.randn(batch, 17, cfg.image_context_dim, generator=g),
-        keyboard=gather_windows(keys, 0, 0, num_frames),  # [B, F, 12, K]
-        mouse=None if mouse is None else gather_windows(mouse, 0, 0, num_frames),  # [B, F, 12, 2]
+        keyboard=gather_windows(keys, 0, 0, num_frames, OFFICIAL),  # [B, F, 12, K]
+        mouse=None if mouse is None else gather_windows(mouse, 0, 0, num_frames, OFFICIAL),  # [B, F, 12, 2]
         generator=g,
         hw=(h, w),
     )

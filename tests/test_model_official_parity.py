@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from engine.actions import gather_windows
+from engine.actions import OFFICIAL, gather_windows
 from engine.config import ActionConfig, ModelConfig
 from engine.model.causal_wan import CausalWanModel
 from tests._model_helpers import (
@@ -65,7 +65,8 @@ def run_ours() -> list[torch.Tensor]:
     with torch.no_grad():
         for k in range(BLOCKS):
             s = 3 * k
-            mouse, keys = gather_windows(inp["mouse"], 0, s, 3), gather_windows(inp["keys"], 0, s, 3)
+            mouse = gather_windows(inp["mouse"], 0, s, 3, OFFICIAL)
+            keys = gather_windows(inp["keys"], 0, s, 3, OFFICIAL)
             for j, step in enumerate(STEPS):
                 x, t = inp["x"][k * len(STEPS) + j], torch.full((1, 3), step)
                 out = model(

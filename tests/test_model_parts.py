@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.actions import gather_windows, window_indices
+from engine.actions import OFFICIAL, gather_windows, window_indices
 from engine.config import load_preset
 from engine.model.causal_wan import CausalWanModel
 from engine.model.layers import sinusoid
@@ -94,14 +94,14 @@ def test_action_window_indices_reference_rule():
     n_latent = 6
     video = 1 + 4 * (n_latent - 1)
     padded = [0] * 12 + list(range(video))  # front-padded with 12 copies of frame 0
-    idx = window_indices(0, n_latent)
+    idx = window_indices(0, n_latent, OFFICIAL)
     for f in (0, 1, 2, 5):
         assert idx[f].tolist() == padded[4 * f : 4 * f + 12]
     assert idx[0].tolist() == [0] * 12 and idx[1].tolist() == [0] * 9 + [1, 2, 3]
     assert idx[5].tolist() == list(range(8, 20))  # frames [4f - 12, 4f): frame 20 itself excluded
     acts = torch.arange(video, dtype=torch.float32)[None, :, None]  # [1, N, 1] action = its frame index
     assert torch.equal(
-        gather_windows(acts, 0, 2, 1)[0, 0, :, 0], torch.tensor(padded[8:20], dtype=torch.float32)
+        gather_windows(acts, 0, 2, 1, OFFICIAL)[0, 0, :, 0], torch.tensor(padded[8:20], dtype=torch.float32)
     )
 
 

@@ -7,7 +7,7 @@ import resource
 
 import torch
 
-from engine.actions import gather_windows
+from engine.actions import OFFICIAL, gather_windows
 from tests._model_helpers import (
     one_thread,  # noqa: F401 (autouse fixture)
     tiny_model,
@@ -39,8 +39,8 @@ def test_400_blocks_flat_memory_and_exact_past_1024():
     with torch.no_grad():
         for k in range(BLOCKS):
             s = k * nfpb
-            kb = gather_windows(keys, 0, s, nfpb)  # [1, 3, 12, 4]
-            ms = gather_windows(mouse, 0, s, nfpb)
+            kb = gather_windows(keys, 0, s, nfpb, OFFICIAL)  # [1, 3, 12, 4]
+            ms = gather_windows(mouse, 0, s, nfpb, OFFICIAL)
             noisy = torch.randn(1, nfpb, cfg.out_dim, h, w, generator=g)
             out = model(noisy, cond, t_step, context, ms, kb, cache=cache, start_frame=s)
             clean = torch.randn(1, nfpb, cfg.out_dim, h, w, generator=g)
@@ -60,8 +60,8 @@ def test_400_blocks_flat_memory_and_exact_past_1024():
         x = torch.cat(clean_tail + [noisy], dim=1)  # [1, keep*3, C, h, w]
         t = torch.cat([torch.zeros(1, x.shape[1] - nfpb), t_step], dim=1)
         ref = model(
-            x, cond.repeat(1, keep, 1, 1, 1), t, context, gather_windows(mouse, 0, s0, x.shape[1]),
-            gather_windows(keys, 0, s0, x.shape[1]), start_frame=s0,
+            x, cond.repeat(1, keep, 1, 1, 1), t, context, gather_windows(mouse, 0, s0, x.shape[1], OFFICIAL),
+            gather_windows(keys, 0, s0, x.shape[1], OFFICIAL), start_frame=s0,
         )[:, -nfpb:]  # fmt: skip
     assert n > 1024 and ref.abs().mean() > 0.1
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)

@@ -7,7 +7,7 @@ import torch
 
 from engine.actions import ActionBlock, gather_windows
 from engine.conditioning import frames_to_uint8, mask_latents
-from engine.scheduler import add_noise, x0_from_velocity
+from engine.scheduler import sample
 from engine.session import WorldModelSession, load_session
 
 BLOCKS = 3
@@ -41,30 +41,31 @@ def _actions(s: WorldModelSession, frames: int, seed: int = 0) -> ActionBlock:
 
 
 def _reference(s: WorldModelSession, image: np.ndarray, actions: ActionBlock, seed: int) -> np.ndarray:
-    """The session's algorithm on the uncached full-sequence path: every block re-runs all frames."""
-    model, vae, f = s.model, s.vae, s.frames_per_block
+    """The session's algorithm on the uncached full-sequence path: every block re-runs all frames.
+
+    The sampler itself (`engine.scheduler.sample`, tested in test_scheduler) is shared with the session:
+    what is compared here is the cached, streamed model and VAE against the uncached ones."""
+    model, vae, f, r = s.model, s.vae, s.frames_per_block, s.temporal
     n_lat = BLOCKS * f
     pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
-    video = torch.cat([pixels[:, None], torch.zeros(1, 4 * (n_lat - 1), *pixels.shape[1:])], dim=1)
+    video = torch.cat([pixels[:, None], torch.zeros(1, r * (n_lat - 1), *pixels.shape[1:])], dim=1)
     cond_all = mask_latents(vae.encode(video), 0)  # [1, n_lat, 20, h, w]
     context = s.image_encoder.encode(pixels)
-    kb = gather_windows(torch.from_numpy(actions.keyboard)[None], 0, 0, n_lat)
-    mouse = gather_windows(torch.from_numpy(actions.mouse)[None], 0, 0, n_lat)
+    kb = gather_windows(torch.from_numpy(actions.keyboard)[None], 0, 0, n_lat, s.windowing)
+    mouse = gather_windows(torch.from_numpy(actions.mouse)[None], 0, 0, n_lat, s.windowing)
     gen = torch.Generator().manual_seed(seed)
-    ts = s.timesteps.tolist()
     clean: list[torch.Tensor] = []
     h, w = s.latent_hw
     for b in range(BLOCKS):
         end = (b + 1) * f
-        x = torch.randn(1, f, 16, h, w, generator=gen)
-        for i, t in enumerate(ts):
-            seq = torch.cat(clean + [x], dim=1)
-            tt = torch.tensor([[0.0] * (end - f) + [t] * f])
-            v = model(seq, cond_all[:, :end], tt, context, mouse[:, :end], kb[:, :end])[:, -f:]
-            x0 = x0_from_velocity(x, v, tt[:, -f:])
-            if i + 1 < len(ts):
-                x = add_noise(x0, torch.randn(x0.shape, generator=gen), torch.full((1, f), ts[i + 1]))
-        clean.append(x0)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor, end: int = end) -> torch.Tensor:
+            seq = torch.cat(clean + [x], dim=1)  # [1, end, C, h, w]: clean context, then the block
+            tt = torch.cat([torch.zeros(1, end - f), t], dim=1)
+            return model(seq, cond_all[:, :end], tt, context, mouse[:, :end], kb[:, :end])[:, -f:]
+
+        noise = torch.randn(1, f, 16, h, w, generator=gen)
+        clean.append(sample(s.preset.sampler.kind, velocity, noise, s.timesteps, gen))
     return frames_to_uint8(vae.decode(torch.cat(clean, dim=1)))
 
 

@@ -106,21 +106,23 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
 def test_first_block_steps_train_block_zero_alone(synthetic_data, tmp_path):
     """first_block=1: every step is positions 0..2 (the image latent in view), all noisy and trained."""
     from engine.config import load_preset
+    from engine.scheduler import sampling_timesteps
     from engine.train.world_trainer import make_frame_plan, plan_sequence
 
     preset = load_preset(PRESET)
+    few_t = sampling_timesteps(preset.sampler)
     fpb = preset.model.num_frame_per_block
     gen = torch.Generator().manual_seed(0)
     cfg = world_cfg(synthetic_data, tmp_path / "run", "first_block=1.0")
     for _ in range(5):
         start, n = plan_sequence(cfg, 2, fpb, 6, gen)
         assert (start, n) == (0, fpb)
-        t, w = make_frame_plan(cfg, preset, 100, 2, gen, n)
+        t, w = make_frame_plan(cfg, preset, 100, 2, gen, n, few_t)
         assert t.shape == (2, fpb) and bool((t > 0).all()) and bool((w == 1).all())
     cfg = world_cfg(synthetic_data, tmp_path / "run", "first_block=0.0")
     plans = {plan_sequence(cfg, 2, fpb, 6, gen) for _ in range(40)}
     assert plans == {(0, 6), (3, 6), (6, 6)}  # context + target sequences at every block offset
-    t, w = make_frame_plan(cfg, preset, 10**6, 2, gen, 6)  # past the curriculum: context untrained
+    t, w = make_frame_plan(cfg, preset, 10**6, 2, gen, 6, few_t)  # past the curriculum: context untrained
     assert bool((w[:, :3] == 0).all()) and bool((w[:, 3:] == 1).all())
 
 

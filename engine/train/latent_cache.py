@@ -1,13 +1,14 @@
 """Latent cache for world-model training: every episode encoded once by the preset's VAE.
 
 Layout (one `latents.safetensors` per cache folder, tensors concatenated over episodes):
-  latents   [Nl, C, h, w] bf16   continuous causal encode of each episode (latent j: frames 4j-3 .. 4j)
+  latents   [Nl, C, h, w] bf16   continuous causal encode of each episode (latent j: frames rj-r+1 .. rj)
   starts    [Ns, 2] int64        (episode, start latent j0) of every clip start (a grid of `start_every`)
-  start_cond[Ns, R, C, h, w]     condition-stream latents of [frame 4 j0, gray ...] at positions 0..R-1
+  start_cond[Ns, R, C, h, w]     condition-stream latents of [frame r j0, gray ...] at positions 0..R-1
   gray_cond [C, h, w]            the condition latent at positions >= R (identical for every image)
   keyboard  [Nf, K], mouse [Nf, 2] float32 per video frame; ep_latent0/ep_frame0/ep_latents [E] int64
 metadata: the VAE's identity (kind, config, weight fingerprint) and frame size, checked on load so a
-cache made with another VAE is an error, never silently used.
+cache made with another VAE is an error, never silently used. r is the VAE's temporal ratio
+(`LatentCache.temporal`).
 
 Clip position 0 is the start frame encoded alone (as at inference, where latent 0 is the start
 image); positions p >= 1 come from the continuous encode (latent j0 + p). The causal encoder has a
@@ -61,6 +62,16 @@ class LatentCache:
     def num_clips(self) -> int:
         return len(self.starts)
 
+    @property
+    def temporal(self) -> int:
+        """Video frames per latent frame of the VAE that made the cache (latent j ends at frame r j)."""
+        return int(self.meta["vae"]["config"].get("temporal", 4))
+
+    def clip_frame0(self, clip: int) -> int:
+        """Index into `keyboard` / `mouse` of a clip's frame 0 (its start image)."""
+        ep, j0 = self.starts[clip].tolist()
+        return int(self.ep_frame0[ep]) + self.temporal * j0
+
 
 @torch.no_grad()
 def condition_receptive_field(vae, height: int, width: int, probe: int = 8) -> int:
@@ -79,14 +90,15 @@ def condition_receptive_field(vae, height: int, width: int, probe: int = 8) -> i
 
 @torch.no_grad()
 def encode_long(vae, video: torch.Tensor, chunk: int = 16) -> torch.Tensor:
-    """Encode a long video [1, 1 + 4k, 3, H, W] in chunks of `chunk` latents when the VAE streams."""
-    if not hasattr(vae, "encode_frames"):
+    """Encode a long video [1, 1 + r k, 3, H, W] in chunks of `chunk` latents when the VAE streams."""
+    if not hasattr(vae, "encode_frames") or vae.temporal != 4:
         return vae.encode(video)
     from engine.vae.tiny_vae_blocks import interleave_first
 
-    padded, state, out = interleave_first(video), None, []  # [1, 4(k + 1), 3, H, W]
-    for i in range(0, padded.shape[1], 4 * chunk):
-        z, state = vae.encode_frames(padded[:, i : i + 4 * chunk], state)
+    r = vae.temporal
+    padded, state, out = interleave_first(video), None, []  # [1, r(k + 1), 3, H, W]
+    for i in range(0, padded.shape[1], r * chunk):
+        z, state = vae.encode_frames(padded[:, i : i + r * chunk], state)
         out.append(z)
     return torch.cat(out, dim=1)
 
@@ -98,17 +110,17 @@ def build_latent_cache(
     """Encode `episodes` with `vae` (fp32, eval, on its own device) and write `out/latents.safetensors`."""
     from safetensors.torch import save_file
 
-    dev = next(vae.parameters()).device
+    dev, r_t = next(vae.parameters()).device, vae.temporal  # r_t video frames per latent
     h, w = episodes[0].frames.shape[1:3]
     r = condition_receptive_field(vae, h, w)
     lat, kb, ms, starts, start_imgs = [], [], [], [], []
     ep_l0, ep_f0, ep_n = [], [], []
     n_lat = n_frm = 0
     for _e, ep in enumerate(episodes):
-        k = (len(ep.frames) - 1) // 4  # use 1 + 4k frames
+        k = (len(ep.frames) - 1) // r_t  # use 1 + r k frames
         if k + 1 < min_latents:
             continue
-        frames = ep.frames[: 1 + 4 * k]
+        frames = ep.frames[: 1 + r_t * k]
         video = (
             torch.from_numpy(np.array(frames)).permute(0, 3, 1, 2)[None].float() / 127.5 - 1
         )  # [1, T, 3, H, W]
@@ -118,13 +130,13 @@ def build_latent_cache(
         idx = len(ep_n)
         for j0 in range(0, k + 1 - min_latents + 1, start_every):
             starts.append((idx, j0))
-            start_imgs.append(video[0, 4 * j0])
+            start_imgs.append(video[0, r_t * j0])
         ep_l0.append(n_lat)
         ep_f0.append(n_frm)
         ep_n.append(k + 1)
         n_lat, n_frm = n_lat + k + 1, n_frm + len(frames)
     if not starts:
-        raise ValueError(f"no episode has the {1 + 4 * (min_latents - 1)} frames a training clip needs")
+        raise ValueError(f"no episode has the {1 + r_t * (min_latents - 1)} frames a training clip needs")
     conds = []
     for i in range(0, len(start_imgs), batch):
         imgs = torch.stack(start_imgs[i : i + batch])  # [b, 3, H, W]

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from engine.actions import ActionBlock, block_video_frames
+from engine.actions import ActionBlock, preset_windowing
 from engine.conditioning import frames_to_uint8
 from engine.config import Preset
 from engine.session import WorldModelSession
@@ -23,7 +23,7 @@ from engine.train.latent_cache import LatentCache
 
 @torch.no_grad()
 def clip_ground_truth(vae, cache: LatentCache, clip: int, num_latents: int) -> np.ndarray:
-    """VAE-decoded cached latents of a clip: uint8 [1 + 4(n - 1), H, W, 3]."""
+    """VAE-decoded cached latents of a clip: uint8 [1 + r(n - 1), H, W, 3]."""
     ep, j0 = cache.starts[clip].tolist()
     l0 = int(cache.ep_latent0[ep])
     z = torch.cat([cache.start_cond[clip, :1], cache.latents[l0 + j0 + 1 : l0 + j0 + num_latents]]).float()
@@ -31,8 +31,7 @@ def clip_ground_truth(vae, cache: LatentCache, clip: int, num_latents: int) -> n
 
 
 def clip_actions(cache: LatentCache, clip: int, frames: int) -> ActionBlock:
-    ep, j0 = cache.starts[clip].tolist()
-    f = int(cache.ep_frame0[ep]) + 4 * j0
+    f = cache.clip_frame0(clip)
     return ActionBlock(cache.keyboard[f : f + frames].numpy(), cache.mouse[f : f + frames].numpy())
 
 
@@ -49,7 +48,7 @@ def rollout(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(generated, ground truth) uint8 [T, H, W, 3] for `blocks` blocks of a cached clip."""
     fpb = preset.model.num_frame_per_block
-    frames = sum(block_video_frames(b, fpb) for b in range(blocks))
+    frames = sum(preset_windowing(preset).block_frames(b, fpb) for b in range(blocks))
     gt = clip_ground_truth(vae, cache, clip, blocks * fpb)
     session = WorldModelSession(preset, copy.deepcopy(model), copy.deepcopy(vae), None, dtype=dtype)
     gen = session.generate(gt[0], clip_actions(cache, clip, frames), seed)

@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from engine.actions import gather_windows, window_indices
+from engine.actions import Windowing, gather_windows, window_indices
 from engine.conditioning import MASK_CHANNELS, mask_latents
 from engine.scheduler import sample_train_timesteps
 from engine.train.latent_cache import LatentCache
@@ -23,8 +23,8 @@ from engine.train.latent_cache import LatentCache
 class WorldBatch:
     x0: torch.Tensor  # [B, F, C, h, w] clean latents
     cond: torch.Tensor  # [B, F, 4 + C, h, w] mask + image latents
-    keyboard: torch.Tensor  # [B, F, 12, K] windows
-    mouse: torch.Tensor  # [B, F, 12, 2] windows
+    keyboard: torch.Tensor  # [B, F, r w, K] windows (12 frames for r = 4, w = 3)
+    mouse: torch.Tensor  # [B, F, r w, 2] windows
     start: int  # absolute latent position of frame 0 of the sequence
 
     def to(self, device) -> "WorldBatch":
@@ -41,19 +41,25 @@ def sample_batch(
     clips: Optional[list] = None,
     condition: str = "image",
     frames_per_block: int = 3,
+    windowing: Optional[Windowing] = None,
 ) -> WorldBatch:
     """`batch` sequences of `num_latents` latents at positions start.. (clip indices from gen or `clips`).
 
     condition: the preset's; "last_latent" conditions each block on the clean latent just before it
     (`engine.conditioning.anchor_latents`); "image" on the condition stream of [start frame, gray...].
+    windowing: the preset's (`engine.actions.preset_windowing`); default the cache's temporal ratio with
+    the official 3 latent windows. Its ratio must be the cache's.
     """
+    w = windowing or Windowing(cache.temporal)
+    if w.temporal != cache.temporal:
+        raise ValueError(f"windowing ratio {w.temporal} != the latent cache's {cache.temporal}")
     r = cache.start_cond.shape[1]
-    needed = int(window_indices(start, num_latents).max()) + 1
+    needed = int(window_indices(start, num_latents, w).max()) + 1
     xs, conds, kbs, mss = [], [], [], []
     picks = clips if clips is not None else torch.randint(cache.num_clips, (batch,), generator=gen).tolist()
     for c in picks:
         ep, j0 = cache.starts[c].tolist()
-        l0, f0 = int(cache.ep_latent0[ep]), int(cache.ep_frame0[ep])
+        l0 = int(cache.ep_latent0[ep])
         pos = range(start, start + num_latents)
 
         def latent(p: int, c=c, first=l0 + j0) -> torch.Tensor:
@@ -66,7 +72,8 @@ def sample_batch(
             cd = [cache.start_cond[c, p] if p < r else cache.gray_cond for p in pos]
         xs.append(torch.stack(x))
         conds.append(torch.stack(cd))
-        frames = slice(f0 + 4 * j0, f0 + 4 * j0 + needed)  # clip frames the action windows read
+        f0 = cache.clip_frame0(c)
+        frames = slice(f0, f0 + needed)  # clip frames the action windows read
         kbs.append(cache.keyboard[frames])
         mss.append(cache.mouse[frames])
     cond = torch.stack(conds).float()  # [B, F, C, h, w]
@@ -74,8 +81,8 @@ def sample_batch(
     return WorldBatch(
         x0=torch.stack(xs).float(),
         cond=mask_latents(cond, start),
-        keyboard=gather_windows(keyboard, 0, start, num_latents),
-        mouse=gather_windows(mouse, 0, start, num_latents),
+        keyboard=gather_windows(keyboard, 0, start, num_latents, w),
+        mouse=gather_windows(mouse, 0, start, num_latents, w),
         start=start,
     )
 

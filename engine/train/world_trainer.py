@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from engine.actions import preset_windowing
 from engine.checkpoint import load_weights_into, save_checkpoint
 from engine.conditioning import check_condition
 from engine.config import Preset, load_preset
@@ -117,13 +118,18 @@ def cache_only(cfg: WorldTrainConfig) -> dict:
 
 
 def make_frame_plan(
-    cfg: WorldTrainConfig, preset: Preset, step: int, batch: int, gen: torch.Generator, n: int
+    cfg: WorldTrainConfig,
+    preset: Preset,
+    step: int,
+    batch: int,
+    gen: torch.Generator,
+    n: int,
+    few_t: torch.Tensor,
 ):
-    """(t [B, F], frame_weight [B, F]) for this step's sequences of `n` latents."""
+    """(t [B, F], frame_weight [B, F]) for this step's sequences of `n` latents; few_t: the sampler's
+    timesteps (`sampling_timesteps(preset.sampler)`)."""
     fpb, shift = preset.model.num_frame_per_block, preset.sampler.timestep_shift
-    s = preset.sampler
-    few = sampling_timesteps(s.denoising_step_list, s.warp_denoising_step, shift)
-    t = block_timesteps(batch, n // fpb, fpb, shift, cfg.few_step, few, gen)  # [B, F]
+    t = block_timesteps(batch, n // fpb, fpb, shift, cfg.few_step, few_t, gen)  # [B, F]
     w = torch.ones(batch, n)
     if cfg.mode == "autoregressive" and n > fpb:
         c = cfg.context_latents
@@ -178,8 +184,8 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         (out / "config.yaml").write_text(str(config_to_dict(cfg)))
     bar = progress(run.steps, step, d.main and run.progress, f"world/{cfg.mode}")
     speed, last_save, last = Throughput(), time.time(), {}
-    s = preset.sampler
-    few_t = sampling_timesteps(s.denoising_step_list, s.warp_denoising_step, s.timestep_shift)
+    few_t = sampling_timesteps(preset.sampler)  # the sampler's timesteps, once per run
+    windowing = preset_windowing(preset)
     sample_clips = list(range(0, cache.num_clips, max(1, cache.num_clips // 2)))[:2]
     while step < run.steps and not (run.stop_after and step >= run.stop_after):
         for group in opt.param_groups:
@@ -187,7 +193,7 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         start, n = plan_sequence(cfg, max_block, fpb, n_seq, gen)
         batch = sample_batch(
             cache, run.batch_size, n, start, gen,
-            condition=preset.condition, frames_per_block=fpb,
+            condition=preset.condition, frames_per_block=fpb, windowing=windowing,
         )  # fmt: skip
         batch = batch.to(d.device)
         last_latent = preset.condition == "last_latent"
@@ -196,7 +202,7 @@ def train_world(cfg: WorldTrainConfig) -> dict:
                 batch = own_context(model, batch, fpb, cfg.self_anchor, few_t, gen, anchors=last_latent)
         if last_latent and cfg.anchor_noise_max > 0:
             batch = noisy_anchors(batch, fpb, cfg.anchor_noise_max, gen)
-        t, w = make_frame_plan(cfg, preset, step, run.batch_size, gen, n)
+        t, w = make_frame_plan(cfg, preset, step, run.batch_size, gen, n, few_t)
         noise = torch.randn(batch.x0.shape, generator=gen).to(d.device)
         t, w = t.to(d.device), w.to(d.device)
         keep = (torch.rand(run.batch_size, generator=gen) >= cfg.action_dropout).float()
