@@ -3,13 +3,15 @@
 Per video frame it reads the depth buffer (and optionally the player pose) and returns one action in the
 universal space: keyboard [W, S, A, D] multi-hot, mouse [pitch, yaw] in model units (1.0 = 15 degrees
 per video frame, up and right positive). Behaviour:
-  - key combinations (forward, forward+strafe, strafe, back, none) held for 0.3-2 s;
+  - key combinations (forward, forward+strafe, strafe, back, none) held for 2-20 video frames, and now
+    and then a long run straight forward or back (2-6 s);
   - smooth turns: the yaw rate eases towards a target that changes every 0.3-2 s (straight ahead 45% of
     the time, else 10-130 degrees/s either way, biased towards open space), plus slight jitter;
   - occasional pitch glances up or down (8-25 degrees), held, then eased back to level;
   - idle stretches (no keys, no mouse) of 0.5-3 s;
   - walls: when the centre of the depth buffer gets close it turns towards the more open side, and when
-    very close (or stuck) it backs off for 0.3-0.8 s while turning.
+    very close (or stuck) it backs off for 0.3-0.8 s while turning; sometimes (`wall_push_prob`) it
+    walks on into the wall for 0.5-1.5 s first, so the data shows what pushing against a wall looks like.
 Deterministic given its seed and the observations.
 """
 
@@ -41,11 +43,14 @@ COMBO_WEIGHTS = np.array([0.44, 0.08, 0.08, 0.07, 0.07, 0.06, 0.02, 0.02, 0.16])
 @dataclass(frozen=True)
 class ExplorerConfig:
     fps: float = 17.5
-    hold_s: tuple[float, float] = (0.3, 2.0)  # key and turn segment lengths
+    hold_frames: tuple[int, int] = (2, 20)  # key segment lengths, video frames
+    long_run_prob: float = 0.12  # chance that a key segment is a long run straight forward or back
+    long_run_s: tuple[float, float] = (2.0, 6.0)
+    turn_s: tuple[float, float] = (0.3, 2.0)  # turn segment lengths
     idle_prob: float = 0.08  # chance that a new segment is an idle stretch
     idle_s: tuple[float, float] = (0.5, 3.0)
     straight_prob: float = 0.45  # chance that a turn segment goes straight
-    turn_speed: tuple[float, float] = (0.04, 0.5)  # |yaw| in model units (0.6-7.5 degrees per frame)
+    turn_speed: tuple[float, float] = (0.03, 0.6)  # |yaw| in model units (0.45-9 degrees per frame)
     turn_ease: float = 0.25  # per-frame easing of the yaw rate towards its target
     yaw_jitter: float = 0.01
     glance_per_s: float = 0.12  # pitch glances per second
@@ -55,6 +60,8 @@ class ExplorerConfig:
     wall_depth: int = 4  # back off
     backoff_s: tuple[float, float] = (0.3, 0.8)
     stuck_s: float = 1.2  # no movement for this long while pressing keys -> back off
+    wall_push_prob: float = 0.25  # at a wall: chance to keep walking into it before backing off
+    wall_push_s: tuple[float, float] = (0.5, 1.5)
 
 
 class Explorer:
@@ -74,6 +81,7 @@ class Explorer:
         self.pitch_target = 0.0
         self.glance_left = 0
         self.still = 0  # frames without movement while keys are held
+        self.push_left = 0  # frames left walking into a wall on purpose
         self.last_xy: Optional[np.ndarray] = None
 
     def _frames(self, lo_hi: tuple[float, float]) -> int:
@@ -93,7 +101,7 @@ class Explorer:
 
     def _new_turn(self, depth: Optional[np.ndarray]) -> None:
         c = self.cfg
-        self.turn_left = self._frames(c.hold_s)
+        self.turn_left = self._frames(c.turn_s)
         if self.rng.random() < c.straight_prob:
             self.yaw_target = 0.0
             return
@@ -108,8 +116,12 @@ class Explorer:
             self.keys = np.zeros(4, np.float32)
             self.yaw = self.yaw_target = 0.0
             return
+        if self.rng.random() < c.long_run_prob:
+            self.keys = COMBOS[0 if self.rng.random() < 0.7 else 5].copy()  # W alone or S alone
+            self.key_left = self._frames(c.long_run_s)
+            return
         self.keys = COMBOS[self.rng.choice(len(COMBOS), p=COMBO_WEIGHTS)].copy()
-        self.key_left = self._frames(c.hold_s)
+        self.key_left = int(self.rng.integers(c.hold_frames[0], c.hold_frames[1] + 1))
 
     def _start_backoff(self, depth: Optional[np.ndarray]) -> None:
         c = self.cfg
@@ -162,12 +174,24 @@ class Explorer:
             h, w = depth.shape
             centre = float(np.percentile(depth[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3], 20))
 
-        if self.backoff_left > 0:
+        at_wall = stuck or (centre is not None and centre < c.wall_depth and self.keys[0] > 0)
+        if self.push_left > 0:  # walking into the wall on purpose, then backing off
+            self.push_left -= 1
+            self.still = 0
+            if self.push_left == 0:
+                self._start_backoff(depth)
+        elif self.backoff_left > 0:
             self.backoff_left -= 1
             if self.backoff_left == 0:
                 self._new_keys()
-        elif stuck or (centre is not None and centre < c.wall_depth and self.keys[0] > 0):
-            self._start_backoff(depth)
+        elif at_wall:
+            if self.rng.random() < c.wall_push_prob:
+                self.push_left = self._frames(c.wall_push_s)
+                self.keys = np.array([1, 0, 0, 0], np.float32)
+                self.yaw_target = 0.0
+                self.turn_left = self.push_left + 1
+            else:
+                self._start_backoff(depth)
         elif self.idle_left > 0:
             self.idle_left -= 1
             if self.idle_left == 0:

@@ -4,7 +4,10 @@ Episode e plays map maps[e % len(maps)] with seed hash(seed, e), so the data doe
 number of workers. Each episode first runs the explorer for a random 0..--warmup-frames frames (not
 stored) so episodes on the same map start in different places, then stores --frames-per-episode frames;
 an episode that ends early (exit line) is cut there. One shard per episode (see engine/data/shards.py).
-freedoom1.wad is evaluation data: it is refused unless --split eval.
+With --spawn random each episode first warps the player to a random point of the map's floor plan
+(engine/data/map_geometry.py), facing a random way, so a dataset covers the whole map; train and eval
+sets then differ in their seeds (so in spawn points and trajectories). freedoom1.wad is evaluation data
+except E1M1 (the embedded default's map): its other maps are refused unless --split eval.
 """
 
 from __future__ import annotations
@@ -19,22 +22,38 @@ from pathlib import Path
 import numpy as np
 
 from engine.config import preset_from_dict
-from engine.data.explorer import Explorer
+from engine.data.explorer import Explorer, ExplorerConfig
+from engine.data.map_geometry import MapPlan, load_plan
 from engine.data.shards import CONVENTION, read_index, rebuild_index, write_shard
 from engine.data.vizdoom_world import KEYS, VizDoomWorld, find_wad, wad_maps
 
 EVAL_ONLY_WADS = ("freedoom1",)
+TRAINABLE_MAPS = {"freedoom1": ("E1M1",)}  # maps of an eval-only WAD that may be trained on
 
 
 def episode_seed(seed: int, episode: int) -> int:
     return (seed * 1_000_003 + episode * 7919 + 17) % (2**31 - 1)
 
 
-def record_episode(world: VizDoomWorld, map_name: str, seed: int, frames: int, warmup_max: int) -> dict:
-    """Play one episode with the explorer; returns per-frame arrays (see shards.write_shard)."""
+def record_episode(
+    world: VizDoomWorld,
+    map_name: str,
+    seed: int,
+    frames: int,
+    warmup_max: int,
+    plan: MapPlan | None = None,
+    glance_per_s: float = ExplorerConfig.glance_per_s,
+) -> dict:
+    """Play one episode with the explorer; returns per-frame arrays (see shards.write_shard).
+    With a floor plan the player starts at a random spawn point of it (see the module docstring)."""
     rng = np.random.default_rng(seed)
-    explorer = Explorer(seed)
+    explorer = Explorer(seed, ExplorerConfig(glance_per_s=glance_per_s))
     world.start(seed=seed, map=map_name)
+    if plan is not None:
+        for _ in range(20):  # a point inside a sector's outline can still be a hole in the map
+            world.teleport(*plan.random_spawn(rng))
+            if world.pose[2] > -10000:
+                break
     for _ in range(int(rng.integers(0, warmup_max + 1))):
         world.advance(*explorer.act(world.depth, world.pose))
     out = {k: [] for k in ("frames", "keyboard", "mouse", "tic", "pose")}
@@ -59,6 +78,7 @@ def _worker(
     world = None
     try:
         world = VizDoomWorld(make_preset(args, maps))
+        plans = {}
         for ep in episodes:
             name = f"shard-{ep:05d}"
             if (Path(args.out) / f"{name}.actions.npz").is_file():
@@ -66,7 +86,12 @@ def _worker(
                 continue
             map_name, seed = maps[ep % len(maps)], episode_seed(args.seed, ep)
             try:
-                data = record_episode(world, map_name, seed, args.frames_per_episode, args.warmup_frames)
+                if args.spawn == "random" and map_name not in plans:
+                    plans[map_name] = load_plan(find_wad(args.wad), map_name)
+                plan = plans.get(map_name)
+                data = record_episode(
+                    world, map_name, seed, args.frames_per_episode, args.warmup_frames, plan, args.glances
+                )
             except Exception as e:  # a map that fails is skipped, not fatal
                 queue.put(("error", ep, f"{map_name}: {type(e).__name__}: {e}"))
                 continue
@@ -86,13 +111,14 @@ def _worker(
 
 
 def make_preset(args: argparse.Namespace, maps: list[str]):
-    game = dict(wad=args.wad, maps=maps, tics_per_frame=args.tics_per_frame)
+    game = dict(wad=args.wad, maps=maps, tics_per_frame=args.tics_per_frame, auto_use=args.auto_use)
     data = dict(world="vizdoom", mode="universal", height=args.height, width=args.width)
     return preset_from_dict(dict(data, fps=35.0 / args.tics_per_frame, game=game), name="record")
 
 
 def header(args: argparse.Namespace, maps: list[str]) -> dict:
     source = dict(world="vizdoom", wad=args.wad, maps=maps, tics_per_frame=args.tics_per_frame)
+    source.update(auto_use=args.auto_use, spawn=args.spawn, glances_per_s=args.glances)
     source.update(split=args.split, seed=args.seed, explorer="engine.data.explorer.Explorer")
     fps = 35.0 / args.tics_per_frame
     return dict(
@@ -103,10 +129,14 @@ def header(args: argparse.Namespace, maps: list[str]) -> dict:
 def check_args(args: argparse.Namespace) -> list[str]:
     """Validate the WAD, split and maps; returns the maps to record (missing ones are skipped)."""
     wad_name = Path(args.wad).stem.lower()
-    if wad_name in EVAL_ONLY_WADS and args.split != "eval":
-        raise ValueError(f"{args.wad} is held out for evaluation; record it only with --split eval")
     available = wad_maps(find_wad(args.wad))
     maps = [m.strip().upper() for m in args.maps.split(",") if m.strip()] if args.maps else available
+    trainable = TRAINABLE_MAPS.get(wad_name, ())
+    if wad_name in EVAL_ONLY_WADS and args.split != "eval" and any(m not in trainable for m in maps):
+        allowed = f" (only {', '.join(trainable)} may be trained on)" if trainable else ""
+        raise ValueError(
+            f"{args.wad} is held out for evaluation{allowed}; record its other maps only with --split eval"
+        )
     missing = [m for m in maps if m not in available]
     if missing:
         print(f"skipping maps not in {args.wad}: {', '.join(missing)}", file=sys.stderr)
@@ -137,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-frames", type=int, default=300, help="max unrecorded frames before each episode")
     p.add_argument("--min-frames", type=int, default=33, help="drop episodes shorter than this")
     p.add_argument("--resume", action="store_true", help="keep existing shards in --out, record the rest")
+    p.add_argument(
+        "--spawn", choices=["start", "random"], default="start", help="the map's start or a random point"
+    )
+    p.add_argument("--auto-use", action="store_true", help="press USE while W is held (opens doors)")
+    p.add_argument(
+        "--glances", type=float, default=ExplorerConfig.glance_per_s, help="pitch glances per second"
+    )
     args = p.parse_args(argv)
     try:
         maps = check_args(args)

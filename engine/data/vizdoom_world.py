@@ -19,6 +19,9 @@ Blocks: `step` returns `actions_needed` frames (9 for block 0, 12 after). The fi
 current one (the start frame for block 0); every action advances the game, so the block's last action
 produces the first frame of the next block.
 
+Doors: the action space has no use key. With `game.auto_use` the world presses USE on every frame
+that W is held, so walking into a door opens it (and walking into an exit switch ends the episode).
+
 Episodes: monsters are off by default (`-nomonsters`) and god mode is on, so the player cannot die; an
 episode still ends when the player walks over an exit line or the timeout passes. The world then starts
 a new episode (same map, seed + 1) at once, even mid-block: the frame after the last frame of the old
@@ -190,6 +193,7 @@ class VizDoomWorld:
             vzd.Button.MOVE_RIGHT,
         ]
         buttons += [vzd.Button.LOOK_UP_DOWN_DELTA, vzd.Button.TURN_LEFT_RIGHT_DELTA, vzd.Button.SPEED]
+        buttons += [vzd.Button.USE]
         g.set_available_buttons(buttons)
         V = vzd.GameVariable
         g.set_available_game_variables([V.POSITION_X, V.POSITION_Y, V.POSITION_Z, V.ANGLE, V.PITCH, V.HEALTH])
@@ -298,7 +302,8 @@ class VizDoomWorld:
         tpf = self.game_cfg.tics_per_frame
         per_tic = DEGREES_PER_UNIT / tpf
         pressed = [float(k > 0.5) for k in keyboard]
-        action = pressed + [float(mouse[0]) * per_tic, float(mouse[1]) * per_tic, float(self.run)]
+        use = float(self.game_cfg.auto_use and pressed[0] > 0)
+        action = pressed + [float(mouse[0]) * per_tic, float(mouse[1]) * per_tic, float(self.run), use]
         self.game.make_action(action, tpf)
         if self.game.is_episode_finished() or self.game.is_player_dead():
             self.seed += 1
@@ -307,6 +312,15 @@ class VizDoomWorld:
             self._pending_reset = True
         else:
             self._grab()
+        return self._frame
+
+    def teleport(self, x: float, y: float, angle: float) -> np.ndarray:
+        """Move the player to map position (x, y) facing `angle` degrees (counter-clockwise, as `pose`);
+        returns the new current frame. Uses ZDoom's `warp` cheat (sv_cheats is on)."""
+        self.game.send_game_command(f"warp {x:.1f} {y:.1f}")
+        turn = (float(self.pose[3]) - angle + 540.0) % 360.0 - 180.0  # degrees to the right
+        self.game.make_action([0.0] * 5 + [turn, 0.0, 0.0], 1)
+        self._grab()
         return self._frame
 
     # -- internals ------------------------------------------------------------------------------------
@@ -324,7 +338,7 @@ class VizDoomWorld:
         g.new_episode()
         if self.god:
             g.send_game_command("god")
-        idle = [0.0] * 7
+        idle = [0.0] * 8
         g.make_action(idle, max(1, WARMUP_TICS - g.get_episode_time()))
         if g.is_episode_finished():
             raise ValueError(
