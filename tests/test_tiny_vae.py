@@ -78,3 +78,41 @@ def test_save_load_roundtrip_and_config_mismatch(vae, tmp_path):
     with pytest.raises(ValueError, match="base_dim"):
         load_tiny_vae(other, str(path))
     vae.latent_std.fill_(1.0)
+
+
+FRAME_CFG = VAEConfig(kind="tiny", z_dim=16, base_dim=8, dim_mult=(1, 2, 4), num_res_blocks=1, temporal=1)
+
+
+@torch.no_grad()
+def test_ratio_one_is_one_latent_per_frame_streamed_equals_batch():
+    torch.manual_seed(1)
+    vae = TinyVAE(FRAME_CFG).eval()
+    x = video(7)
+    z = vae.encode(x)
+    assert z.shape == (2, 7, 16, 4, 6)  # one latent per video frame
+    a, b = video(7), video(7, seed=1)
+    b[:, :4] = a[:, :4]
+    za, zb = vae.encode(a), vae.encode(b)
+    assert torch.allclose(za[:, :4], zb[:, :4], atol=1e-6)  # causal, frame by frame
+    assert not torch.allclose(za[:, 4], zb[:, 4], atol=1e-3)
+    batch = vae.decode(z)
+    assert batch.shape == x.shape
+    cache, parts = vae.new_decode_cache(), []
+    for chunk in (z[:, :3], z[:, 3:4], z[:, 4:]):
+        out, cache = vae.decode_stream(chunk, cache)
+        parts.append(out)
+    assert [p.shape[1] for p in parts] == [3, 1, 3]
+    assert torch.allclose(torch.cat(parts, 1), batch, atol=1e-5)
+    image = x[:, 0]
+    whole = vae.encode(torch.cat([image[:, None], torch.zeros(2, 3, 3, 32, 48)], 1))
+    stream = vae.condition_stream(image)
+    assert torch.allclose(torch.cat([stream.next(1), stream.next(3)], 1), whole, atol=1e-5)
+
+
+def test_ratio_mismatch_with_checkpoint_is_an_error(vae, tmp_path):
+    path = tmp_path / "vae4.safetensors"
+    save_tiny_vae(vae, str(path))
+    with pytest.raises(ValueError, match="temporal"):
+        load_tiny_vae(FRAME_CFG, str(path))
+    with pytest.raises(ValueError, match="1, 2 or 4"):
+        TinyVAE(VAEConfig(kind="tiny", base_dim=8, dim_mult=(1, 2, 4), temporal=3))

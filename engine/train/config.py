@@ -46,7 +46,7 @@ class VAETrainConfig:
     preset: str = "doom"  # its `vae` section says which VAE and its size
     data: tuple[str, ...] = ("data/doom2",)  # folders of shards (engine.data) or of frames*.npz
     eval_data: tuple[str, ...] = ()
-    clip_frames: int = 9  # 1 + 4k video frames per training clip
+    clip_frames: int = 9  # 1 + rk video frames per training clip (r = the VAE's temporal ratio)
     crop: tuple[int, int] = (72, 128)  # random crop (H, W), multiples of 8; (0, 0) = full frames
     l1: float = 1.0
     l2: float = 1.0
@@ -57,7 +57,6 @@ class VAETrainConfig:
     init: str = ""  # VAE weights to start from (default: a fresh VAE, PCA-initialised)
     freeze_encoder: bool = False  # train the decoder only; the encoder and latent statistics of `init`
     # stay as they are, so latents (and a world model trained on them) stay valid
-    equivariance: float = 0.0  # weight of the sub-latent-pixel shift equivariance term (equivariance.py)
     eval_clips: int = 16
     run: RunConfig = field(default_factory=RunConfig)
 

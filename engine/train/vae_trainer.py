@@ -11,14 +11,12 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
 
 import torch
 
 from engine.config import load_preset
 from engine.train.ckpt import load_train_state, load_weights, save_train_state, save_weights, set_rng_state
 from engine.train.config import VAETrainConfig, config_to_dict
-from engine.train.equivariance import SCALE, equivariance_error, equivariance_loss, shifted_pair
 from engine.train.frame_clips import FrameClips, load_episodes
 from engine.train.losses import psnr, reconstruction_loss
 from engine.train.runtime import (
@@ -44,25 +42,18 @@ class VAEObjective(torch.nn.Module):
         self.vae, self.cfg = vae, cfg
 
     def forward(
-        self,
-        video: torch.Tensor,
-        noise_scale: torch.Tensor,
-        shifted: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+        self, video: torch.Tensor, noise_scale: torch.Tensor
     ) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """video [B, 1 + 4k, 3, H, W]; noise_scale [B]; shifted: (the video moved by offsets [B, 2] px,
-        offsets) for the equivariance term. Returns (loss, parts, raw latents)."""
-        vae, cfg = self.vae, self.cfg
-        raw, _ = vae.encoder(interleave_first(video), None)  # [B, 1 + k, C, h, w]; frozen: no graph
+        """video [B, 1 + rk, 3, H, W] (r = the VAE's temporal ratio); noise_scale [B].
+        Returns (loss, parts, raw latents)."""
+        vae, cfg, r = self.vae, self.cfg, self.vae.temporal
+        raw, _ = vae.encoder(interleave_first(video, r), None)  # [B, 1 + k, C, h, w]; frozen: no graph
         raw = soft_clamp(raw.float())
         z = vae.normalize(raw)
         noisy = z + noise_scale[:, None, None, None, None] * torch.randn_like(z)
-        x, _ = vae.decoder(vae.denormalize(noisy))  # [B, 4(1 + k), 3, H, W]
-        parts = reconstruction_loss(x[:, 3:], video, cfg.l1, cfg.l2, cfg.edge)
+        x, _ = vae.decoder(vae.denormalize(noisy))  # [B, r(1 + k), 3, H, W]
+        parts = reconstruction_loss(x[:, r - 1 :], video, cfg.l1, cfg.l2, cfg.edge)
         loss = parts["loss"] + cfg.latent_l2 * raw.pow(2).mean()
-        if shifted is not None:
-            video_shift, offsets = shifted
-            parts["equivariance"] = equivariance_loss(z, vae.encode(video_shift), offsets)  # beside "loss"
-            loss = loss + cfg.equivariance * parts["equivariance"]
         return loss, parts, raw.detach()
 
 
@@ -86,8 +77,8 @@ def init_pca(vae: TinyVAE, video: torch.Tensor) -> float:
     enc.shortcut.weight.copy_((basis / scale).float()[:, :, None, None])
     enc.shortcut.bias.copy_(-(basis @ mean / scale).float())
     w = (basis.t() * scale).float()  # [192, z]
-    dec.shortcut.weight.copy_(w.repeat(4, 1)[:, :, None, None])
-    dec.shortcut.bias.copy_(mean.float().repeat(4))
+    dec.shortcut.weight.copy_(w.repeat(vae.temporal, 1)[:, :, None, None])
+    dec.shortcut.bias.copy_(mean.float().repeat(vae.temporal))
     torch.nn.init.zeros_(enc.head.weight)
     torch.nn.init.zeros_(enc.head.bias)
     torch.nn.init.zeros_(dec.head[1].weight)
@@ -115,7 +106,7 @@ def calibrate_latents(vae: TinyVAE, clips: torch.Tensor) -> None:
     """Set the stored latent statistics from full clips [N, T, 3, H, W]: per-channel mean, one global std."""
     raws = []
     for i in range(len(clips)):
-        raw, _ = vae.encoder(interleave_first(clips[i : i + 1]), None)
+        raw, _ = vae.encoder(interleave_first(clips[i : i + 1], vae.temporal), None)
         raws.append(soft_clamp(raw.float()))
     raw = torch.cat(raws)
     vae.latent_mean.copy_(raw.mean(dim=(0, 1, 3, 4)))
@@ -136,17 +127,15 @@ def export_vae(
 
 
 @torch.no_grad()
-def evaluate(vae: TinyVAE, clips: torch.Tensor, bf16: bool) -> tuple[float, float]:
-    """Held-out PSNR (dB) of encode -> decode, one clip at a time, and the encoder's relative
-    equivariance error at a 4 px shift of the clips' first frames (`equivariance_error`)."""
+def evaluate(vae: TinyVAE, clips: torch.Tensor, bf16: bool) -> float:
+    """Held-out PSNR (dB) of encode -> decode, one clip at a time."""
     vae.eval()
     preds = []
     with autocast(clips.device, bf16):
         for i in range(len(clips)):
             preds.append(vae.decode(vae.encode(clips[i : i + 1])).float())
-        equiv = equivariance_error(lambda x: vae.encode(x[:, None])[:, 0], clips[:, 0])
     vae.train()
-    return psnr(torch.cat(preds), clips), equiv
+    return psnr(torch.cat(preds), clips)
 
 
 def save_vae(vae: TinyVAE, path: Path) -> None:
@@ -161,19 +150,14 @@ def train_vae(cfg: VAETrainConfig) -> dict:
     vae_cfg = replace(preset.vae, checkpoint="")
     if vae_cfg.kind != "tiny":
         raise ValueError(f"preset {cfg.preset}: the VAE trainer trains vae.kind 'tiny', got {vae_cfg.kind!r}")
-    if (cfg.clip_frames - 1) % 4:
-        raise ValueError(f"clip_frames must be 1 + 4k, got {cfg.clip_frames}")
+    r = vae_cfg.temporal
+    if (cfg.clip_frames - 1) % r:
+        raise ValueError(f"clip_frames must be 1 + {r}k for vae.temporal {r}, got {cfg.clip_frames}")
     if cfg.freeze_encoder and not cfg.init:
         raise ValueError("freeze_encoder needs init: the VAE whose encoder to keep")
     out = Path(run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.equivariance and min(cfg.crop) < 40:
-        raise ValueError(
-            f"equivariance needs crop of at least [40, 40] (got {list(cfg.crop)}): the shifted crop is cut"
-            " from one 8 px larger, and the term compares latents away from the borders"
-        )
-    crop = tuple(c + SCALE for c in cfg.crop) if cfg.equivariance else tuple(cfg.crop)
-    data = FrameClips(load_episodes(cfg.data), cfg.clip_frames, crop)
+    data = FrameClips(load_episodes(cfg.data), cfg.clip_frames, tuple(cfg.crop))
     eval_clips = None
     if cfg.eval_data and run.eval_every:
         eval_clips = (
@@ -209,13 +193,9 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, run)
         video = data.sample(run.batch_size, gen).to(d.device)
-        shifted = None
-        if cfg.equivariance:
-            video, video_shift, offsets = shifted_pair(video, gen)
-            shifted = (video_shift, offsets)
         noise_scale = torch.rand(run.batch_size, generator=gen).to(d.device) * cfg.latent_noise
         with autocast(d.device, run.bf16):
-            loss, parts, raw = objective(video, noise_scale, shifted)
+            loss, parts, raw = objective(video, noise_scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(trained, run.grad_clip)
@@ -231,9 +211,9 @@ def train_vae(cfg: VAETrainConfig) -> dict:
             bar.set_postfix(loss=f"{last['loss']:.4f}", sps=f"{last['samples_per_s']:.2f}")
         bar.update(1)
         if eval_clips is not None and d.main and (step % run.eval_every == 0 or step == run.steps):
-            psnr_db, equiv = evaluate(unwrap(objective).vae, eval_clips, run.bf16)
-            last.update(eval_psnr=psnr_db, eval_equivariance=equiv)
-            log.write(step, eval_psnr=psnr_db, eval_equivariance=equiv)
+            psnr_db = evaluate(unwrap(objective).vae, eval_clips, run.bf16)
+            last.update(eval_psnr=psnr_db)
+            log.write(step, eval_psnr=psnr_db)
         due = step % run.ckpt_every == 0 or (run.ckpt_every_s and time.time() - last_save > run.ckpt_every_s)
         if due or step == run.steps or step == run.stop_after:
             _checkpoint(out, vae, opt, gen, step, d)

@@ -1,4 +1,4 @@
-"""Tiny causal video VAE (TAEHV-style): x8 spatial, x4 temporal, 16 latent channels, streaming decode.
+"""Tiny causal video VAE (TAEHV-style): x8 spatial, x4 (or x1, x2) temporal, 16 latent channels, streaming.
 
 Implements `engine.vae.protocol.VideoVAE`. Layout: pixels [B, T, 3, H, W] in [-1, 1], latents
 [B, n, C, h, w] normalised by per-channel statistics stored in the checkpoint.
@@ -6,6 +6,8 @@ Implements `engine.vae.protocol.VideoVAE`. Layout: pixels [B, T, 3, H, W] in [-1
 Causality follows the Wan VAE: latent 0 encodes frame 0 alone, latent j >= 1 encodes frames
 4j-3 .. 4j. Internally the video is left-padded with three copies of frame 0 so every latent covers
 four frames; the decoder emits four frames per latent and drops the first three of a session.
+`vae.temporal` r sets the ratio: r = 1 gives one latent per video frame (no padding, nothing dropped,
+no frames blended), which is what the E1M1 default uses; the text below says 4 for the default r.
 Encoder and decoder carry one past frame per MemBlock, so decoding latents one block at a time
 equals decoding them all at once (see tests/test_tiny_vae.py).
 
@@ -61,10 +63,12 @@ class TinyConditionStream:
         out = []
         for _ in range(num_latents):
             if self.produced == 0:
-                frames = self.image[:, None].expand(-1, 4, -1, -1, -1)  # [B, 4, 3, H, W] padded frame 0
+                r = self.vae.temporal
+                frames = self.image[:, None].expand(-1, r, -1, -1, -1)  # [B, r, 3, H, W] padded frame 0
             else:
                 if self._gray is None:
-                    self._gray = torch.zeros_like(self.image)[:, None].expand(-1, 4, -1, -1, -1)
+                    r = self.vae.temporal
+                    self._gray = torch.zeros_like(self.image)[:, None].expand(-1, r, -1, -1, -1)
                 frames = self._gray
             z, self.state = self.vae.encode_frames(frames, self.state)
             out.append(z)
@@ -76,7 +80,6 @@ class TinyVAE(nn.Module):
     """Tiny causal VAE; see the module docstring. `cfg.kind` must be "tiny"."""
 
     spatial = 8
-    temporal = 4
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -84,9 +87,10 @@ class TinyVAE(nn.Module):
             raise ValueError(f"TinyVAE needs vae.kind 'tiny', got {cfg.kind!r}")
         self.cfg = cfg
         self.z_dim = cfg.z_dim
+        self.temporal = r = cfg.temporal
         widths = tiny_widths(cfg)
-        self.encoder = Encoder(cfg.z_dim, tuple(w // 2 for w in widths), 1)  # lighter: runs once per clip
-        self.decoder = Decoder(cfg.z_dim, tuple(reversed(widths)), cfg.num_res_blocks)
+        self.encoder = Encoder(cfg.z_dim, tuple(w // 2 for w in widths), 1, r)  # lighter: once per clip
+        self.decoder = Decoder(cfg.z_dim, tuple(reversed(widths)), cfg.num_res_blocks, r)
         self.register_buffer("latent_mean", torch.zeros(cfg.z_dim))
         self.register_buffer("latent_std", torch.ones(cfg.z_dim))
         self.to(memory_format=torch.channels_last)
@@ -108,30 +112,31 @@ class TinyVAE(nn.Module):
         return z * self.latent_std[:, None, None] + self.latent_mean[:, None, None]
 
     def encode_frames(self, frames: torch.Tensor, state: Optional[list]) -> tuple[torch.Tensor, list]:
-        """Raw causal encode of 4n already-padded frames [B, 4n, 3, H, W] -> normalised [B, n, C, h, w]."""
+        """Raw causal encode of rn already-padded frames [B, rn, 3, H, W] -> normalised [B, n, C, h, w]."""
         z, state = self.encoder(frames.to(self.dtype), state)
         return self.normalize(soft_clamp(z.float())), state
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """video [B, 1 + 4k, 3, H, W] in [-1, 1] -> normalised latents [B, 1 + k, C, h, w] (float32)."""
+        """video [B, 1 + rk, 3, H, W] in [-1, 1] -> normalised latents [B, 1 + k, C, h, w] (float32)."""
         self._check_pixels(video)
-        if (video.shape[1] - 1) % self.temporal:
-            raise ValueError(f"tiny VAE encodes 1 + 4k frames, got {video.shape[1]} ({video.shape=})")
-        z, _ = self.encode_frames(interleave_first(video), None)
+        r = self.temporal
+        if (video.shape[1] - 1) % r:
+            raise ValueError(f"tiny VAE encodes 1 + {r}k frames, got {video.shape[1]} ({video.shape=})")
+        z, _ = self.encode_frames(interleave_first(video, r), None)
         return z
 
     def decode_frames(self, z: torch.Tensor, state: Optional[list]) -> tuple[torch.Tensor, list]:
-        """Normalised latents [B, n, C, h, w] -> (4n frames [B, 4n, 3, H, W] float32, new state)."""
+        """Normalised latents [B, n, C, h, w] -> (rn frames [B, rn, 3, H, W] float32, new state)."""
         x, state = self.decoder(self.denormalize(z.float()).to(self.dtype), state)
         return x.float(), state
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Normalised latents [B, 1 + k, C, h, w] -> video [B, 1 + 4k, 3, H, W] in [-1, 1]."""
+        """Normalised latents [B, 1 + k, C, h, w] -> video [B, 1 + rk, 3, H, W] in [-1, 1]."""
         x, _ = self.decode_frames(z, None)
-        return x[:, 3:].clamp(-1, 1)
+        return x[:, self.temporal - 1 :].clamp(-1, 1)
 
     def condition_stream(self, image: torch.Tensor) -> TinyConditionStream:
-        """Latents of [image, 4(N-1) gray frames], block by block. image: [B, 3, H, W] in [-1, 1]."""
+        """Latents of [image, r(N-1) gray frames], block by block. image: [B, 3, H, W] in [-1, 1]."""
         self._check_pixels(image[:, None])
         return TinyConditionStream(self, image.to(self.dtype))
 
@@ -142,11 +147,11 @@ class TinyVAE(nn.Module):
     def decode_stream(self, z: torch.Tensor, cache: TinyDecodeCache) -> tuple[torch.Tensor, TinyDecodeCache]:
         """Decode the next latents. z [B, n, C, h, w] -> (video [B, T', 3, H, W] in [-1, 1], cache).
 
-        The first latent of a session gives 1 frame, every later latent 4.
+        The first latent of a session gives 1 frame, every later latent r.
         """
         x, state = self.decode_frames(z, cache.state)
         if not cache.started:
-            x = x[:, 3:]
+            x = x[:, self.temporal - 1 :]
         return x.clamp_(-1, 1), TinyDecodeCache(state=state, started=True)
 
 
@@ -188,8 +193,8 @@ def load_tiny_vae(
             raise ValueError(f"cannot read tiny VAE checkpoint {path}: {e}") from None
         stored = read_tiny_vae_config(path)
         mine = json.loads(vae_config_json(cfg))
-        for key in ("z_dim", "base_dim", "dim_mult", "num_res_blocks"):
-            if stored is not None and stored.get(key) != mine[key]:
+        for key in ("z_dim", "base_dim", "dim_mult", "num_res_blocks", "temporal"):
+            if stored is not None and stored.get(key, 4 if key == "temporal" else None) != mine[key]:
                 raise ValueError(
                     f"tiny VAE checkpoint {path} has vae.{key}={stored.get(key)}, preset says {mine[key]}"
                 )

@@ -96,25 +96,43 @@ class Stage(nn.Module):
         return x, new_state
 
 
-class Encoder(nn.Module):
-    """[B, 4n, 3, H, W] -> [B, n, z, H/8, W/8]; causal: latent j sees frames < 4(j+1)."""
+def time_strides(temporal: int) -> tuple[int, int]:
+    """How the first two resolutions split a temporal ratio of 1, 2 or 4 (x2 each at most)."""
+    if temporal not in (1, 2, 4):
+        raise ValueError(f"the tiny VAE's temporal ratio must be 1, 2 or 4, got {temporal}")
+    return (min(temporal, 2), max(temporal // 2, 1))
 
-    def __init__(self, z_dim: int, widths: tuple[int, int, int], depth: int):
+
+def time_pool(c: int, stride: int) -> nn.Module:
+    return TPool(c, stride) if stride > 1 else nn.Identity()
+
+
+def time_grow(c: int, stride: int) -> nn.Module:
+    return TGrow(c, stride) if stride > 1 else nn.Identity()
+
+
+class Encoder(nn.Module):
+    """[B, rn, 3, H, W] -> [B, n, z, H/8, W/8] for temporal ratio r; causal: latent j sees frames < r(j+1)."""
+
+    def __init__(self, z_dim: int, widths: tuple[int, int, int], depth: int, temporal: int = 4):
         super().__init__()
         c0, c1, c2 = widths
+        s0, s1 = time_strides(temporal)
+        self.temporal = temporal
         self.stem = nn.Sequential(conv(3, c0), nn.ReLU(inplace=True))
-        self.pool0, self.down0, self.stage0 = TPool(c0, 2), conv(c0, c1, stride=2), Stage(c1, depth)
-        self.pool1, self.down1, self.stage1 = TPool(c1, 2), conv(c1, c2, stride=2), Stage(c2, depth)
+        self.pool0, self.down0, self.stage0 = time_pool(c0, s0), conv(c0, c1, stride=2), Stage(c1, depth)
+        self.pool1, self.down1, self.stage1 = time_pool(c1, s1), conv(c1, c2, stride=2), Stage(c2, depth)
         self.down2, self.stage2 = conv(c2, c2, stride=2), Stage(c2, depth)
         self.head = conv(c2, z_dim)
         self.shortcut = nn.Conv2d(3 * 64, z_dim, 1)  # linear path: 8x8 patches of each group's last frame
 
     def forward(self, x: torch.Tensor, state: Optional[list] = None) -> tuple[torch.Tensor, list]:
         state = state or [None, None, None]
-        last = F.pixel_unshuffle(x[:, 3::4].flatten(0, 1), 8)  # [B*n, 192, H/8, W/8]
+        r = self.temporal
+        last = F.pixel_unshuffle(x[:, r - 1 :: r].flatten(0, 1), 8)  # [B*n, 192, H/8, W/8]
         short = rearrange(self.shortcut(last), "(b n) c h w -> b n c h w", b=x.shape[0])
-        x = frames_apply(self.stem, x)  # [B, 4n, c0, H, W]
-        x = frames_apply(self.down0, self.pool0(x))  # [B, 2n, c1, H/2, W/2]
+        x = frames_apply(self.stem, x)  # [B, rn, c0, H, W]
+        x = frames_apply(self.down0, self.pool0(x))  # [B, rn/s0, c1, H/2, W/2]
         x, s0 = self.stage0(x, state[0])
         x = frames_apply(self.down1, self.pool1(x))  # [B, n, c2, H/4, W/4]
         x, s1 = self.stage1(x, state[1])
@@ -124,20 +142,22 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """[B, n, z, h, w] -> [B, 4n, 3, 8h, 8w] (values roughly in [-1, 1]); causal per latent."""
+    """[B, n, z, h, w] -> [B, rn, 3, 8h, 8w] for temporal ratio r (values roughly in [-1, 1]); causal."""
 
-    def __init__(self, z_dim: int, widths: tuple[int, int, int], depth: int):
+    def __init__(self, z_dim: int, widths: tuple[int, int, int], depth: int, temporal: int = 4):
         super().__init__()
         c0, c1, c2 = widths
+        s1, s0 = time_strides(temporal)
+        self.temporal = temporal
         self.stem = nn.Sequential(conv(z_dim, c0), nn.ReLU(inplace=True))
         self.stage0 = Stage(c0, depth)
-        self.grow0, self.up0 = TGrow(c0, 2), conv(c0, c1)
+        self.grow0, self.up0 = time_grow(c0, s0), conv(c0, c1)
         self.stage1 = Stage(c1, depth)
-        self.grow1, self.up1 = TGrow(c1, 2), conv(c1, c2)
+        self.grow1, self.up1 = time_grow(c1, s1), conv(c1, c2)
         self.stage2 = Stage(c2, depth)
         self.up2 = conv(c2, c2)
         self.head = nn.Sequential(nn.ReLU(inplace=True), conv(c2, 3))
-        self.shortcut = nn.Conv2d(z_dim, 4 * 3 * 64, 1)  # linear path: 4 frames of 8x8 patches per latent
+        self.shortcut = nn.Conv2d(z_dim, temporal * 3 * 64, 1)  # linear path: r frames of 8x8 patches
 
     @staticmethod
     def _up(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
@@ -150,14 +170,15 @@ class Decoder(nn.Module):
         state = state or [None, None, None]
         x = frames_apply(self.stem, z)  # [B, n, c0, h, w]
         x, s0 = self.stage0(x, state[0])
-        x = self._up(self.grow0(x), self.up0)  # [B, 2n, c1, 2h, 2w]
+        x = self._up(self.grow0(x), self.up0)  # [B, s0 n, c1, 2h, 2w]
         x, s1 = self.stage1(x, state[1])
-        x = self._up(self.grow1(x), self.up1)  # [B, 4n, c2, 4h, 4w]
+        x = self._up(self.grow1(x), self.up1)  # [B, rn, c2, 4h, 4w]
         x, s2 = self.stage2(x, state[2])
-        x = self._up(x, self.up2)  # [B, 4n, c2, 8h, 8w]
-        short = self.shortcut(rearrange(z, "b n c h w -> (b n) c h w"))  # [B*n, 4*192, h, w]
-        short = F.pixel_shuffle(rearrange(short, "bn (s c) h w -> (bn s) c h w", s=4), 8)  # [B*n*4, 3, H, W]
-        short = rearrange(short, "(b n s) c h w -> b (n s) c h w", b=z.shape[0], s=4)
+        x = self._up(x, self.up2)  # [B, rn, c2, 8h, 8w]
+        r = self.temporal
+        short = self.shortcut(rearrange(z, "b n c h w -> (b n) c h w"))  # [B*n, r*192, h, w]
+        short = F.pixel_shuffle(rearrange(short, "bn (s c) h w -> (bn s) c h w", s=r), 8)  # [B*n*r, 3, H, W]
+        short = rearrange(short, "(b n s) c h w -> b (n s) c h w", b=z.shape[0], s=r)
         return frames_apply(self.head, x) + short, [s0, s1, s2]
 
 
@@ -166,6 +187,6 @@ def soft_clamp(x: torch.Tensor, limit: float = 3.0) -> torch.Tensor:
     return torch.tanh(x / limit) * limit
 
 
-def interleave_first(x: torch.Tensor) -> torch.Tensor:
-    """Pad a causal video [B, 1 + 4k, C, H, W] to 4(k + 1) frames by repeating frame 0 three times."""
-    return torch.cat([x[:, :1].expand(-1, 3, -1, -1, -1), x], dim=1)
+def interleave_first(x: torch.Tensor, temporal: int = 4) -> torch.Tensor:
+    """Pad a causal video [B, 1 + rk, C, H, W] to r(k + 1) frames by repeating frame 0 r - 1 times."""
+    return torch.cat([x[:, :1].expand(-1, temporal - 1, -1, -1, -1), x], dim=1)
