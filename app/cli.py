@@ -11,34 +11,29 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import replace
 from typing import Optional
 
 from app.action_file import fit_actions, load_action_file
 from app.bench_actions import bench_actions
 from app.errors import NoDisplayError
-from app.worlds import StartImages, build_world, checkpoint_path, file_sha256
+from app.keymaps import keys_help
+from app.start_images import StartImages, file_sha256
 from engine.actions import ActionBlock
-from engine.config import Preset, list_presets, load_preset, preset_to_dict
+from engine.config import Preset, list_presets, load_preset, preset_to_dict, with_weights
 from engine.threads import default_threads, serial
 from engine.threads import use as use_threads
+from engine.worlds import build_world
 
 log = logging.getLogger("worldplayer")
 DEFAULT_PRESET = "doom"
 DEFAULT_BENCH_FRAMES = 120
-KEYS_HELP = """window keys:
-  W A S D move (universal), mouse / I J K L look; gta_drive: W S throttle, A D steer;
-  templerun: W jump, S slide, A D side step, Q E or arrows turn
-  Tab capture/release the mouse   +/- mouse sensitivity   P pause   R record on/off
-  Backspace restart   ] next start image   N dream a new start scene   H HUD
-  F11 fullscreen   F12 screenshot   Esc release the mouse, then quit"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="worldplayer",
         description="Play a neural world model live, headless, or replay.",
-        epilog=KEYS_HELP,
+        epilog=keys_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -84,8 +79,10 @@ def default_device() -> str:
 
 
 def session_meta(preset: Preset, checkpoint: Optional[str], device: str, dtype: str) -> dict:
-    """The parts of meta.json that describe the world (seed and start image are added per session)."""
-    ckpt = checkpoint_path(preset, checkpoint) if preset.world != "vizdoom" else ""
+    """The parts of meta.json that describe the world (seed and start image are added per session).
+
+    preset: with the weight overrides folded in (`with_weights`); checkpoint: the --checkpoint given."""
+    ckpt = preset.checkpoint if preset.world != "vizdoom" else ""
     return {
         "preset": preset.name,
         "preset_config": preset_to_dict(preset),
@@ -120,16 +117,6 @@ def scripted_actions(args, preset: Preset) -> tuple[ActionBlock, int]:
     return fit_actions(actions, frames, args.loop_actions, spec), frames
 
 
-def with_component_weights(preset: Preset, vae: Optional[str], image_encoder: Optional[str]) -> Preset:
-    """The preset with its VAE / image-encoder weights replaced (kept in meta.json, so replay finds them)."""
-    if vae:
-        preset = replace(preset, vae=replace(preset.vae, checkpoint=os.path.abspath(vae)))
-    if image_encoder:
-        enc = replace(preset.image_encoder, checkpoint=os.path.abspath(image_encoder))
-        preset = replace(preset, image_encoder=enc)
-    return preset
-
-
 def validate(args, parser: argparse.ArgumentParser) -> None:
     if args.frames is not None and args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
@@ -152,9 +139,9 @@ def validate(args, parser: argparse.ArgumentParser) -> None:
         raise ValueError(f"recording folder not found: {args.replay}")
 
 
-def note_random_weights(preset, checkpoint: Optional[str]) -> None:
+def note_random_weights(preset) -> None:
     """A world-model preset without weights runs random ones (tests, benchmarks); say so, once."""
-    if preset.world == "model" and not (checkpoint or preset.checkpoint):
+    if preset.world == "model" and not preset.checkpoint:
         print(
             f"worldplayer: note: preset {preset.name} has no world-model weights, so it runs random "
             "weights and shows noise; pass --checkpoint FILE",
@@ -175,8 +162,8 @@ def run(argv: Optional[list[str]] = None) -> int:
     device = args.device or default_device()
     if args.replay:
         return _replay(args, device)
-    preset = with_component_weights(
-        load_preset(args.preset), args.vae_checkpoint, args.image_encoder_checkpoint
+    preset = with_weights(
+        load_preset(args.preset), args.checkpoint, args.vae_checkpoint, args.image_encoder_checkpoint
     )
     if args.compare:
         from app.compare import compare_world
@@ -184,12 +171,12 @@ def run(argv: Optional[list[str]] = None) -> int:
         real_preset = load_preset(args.compare_preset)
 
         def world_factory():
-            return compare_world(preset, real_preset, args.checkpoint, device, args.dtype)
+            return compare_world(preset, real_preset, device, args.dtype)
 
     else:
 
         def world_factory():
-            return build_world(preset, args.checkpoint, device, args.dtype)
+            return build_world(preset, device=device, dtype=args.dtype)
 
     images = StartImages(preset, args.image, args.seed)
     images.own_start = images.own_start or args.compare  # the dream starts from the game's first frame
@@ -199,7 +186,7 @@ def run(argv: Optional[list[str]] = None) -> int:
     if args.headless:
         actions, frames = scripted_actions(args, preset)
         label, image = images.current()
-        note_random_weights(preset, args.checkpoint)
+        note_random_weights(preset)
         world = world_factory()
         try:
             from app.headless import run_headless
@@ -221,7 +208,7 @@ def run(argv: Optional[list[str]] = None) -> int:
 
     check_display()
     serial()  # the world is built here but stepped on the generation thread (see engine.threads)
-    note_random_weights(preset, args.checkpoint)
+    note_random_weights(preset)
     world = world_factory()
     try:
         from app.window import App

@@ -17,7 +17,7 @@ from PIL import Image
 from app.recorder import open_mp4_writer
 from engine.actions import ActionBlock
 from engine.config import Preset
-from engine.world import World, WorldSpec
+from engine.worlds import World, WorldSpec
 
 
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -92,11 +92,10 @@ class CompareWorld:
         self.dream.close()
 
 
-def compare_world(
-    dream_preset: Preset, real_preset: Preset, checkpoint: Optional[str], device: str, dtype: str
-) -> CompareWorld:
-    """The --compare world: `real_preset` (normally vizdoom) beside the neural `dream_preset`."""
-    from app.worlds import build_world
+def compare_world(dream_preset: Preset, real_preset: Preset, device: str, dtype: str) -> CompareWorld:
+    """The --compare world: `real_preset` (normally vizdoom) beside the neural `dream_preset` (its
+    weight overrides folded in, `engine.config.with_weights`)."""
+    from engine.worlds import build_world
 
     if real_preset.world != "vizdoom":
         raise ValueError(f"--compare-preset {real_preset.name!r} is not a real game (world: vizdoom)")
@@ -106,7 +105,7 @@ def compare_world(
         )
     real = build_world(real_preset)
     try:
-        dream = build_world(dream_preset, checkpoint, device, dtype)
+        dream = build_world(dream_preset, device=device, dtype=dtype)
     except BaseException:
         real.close()
         raise

@@ -33,9 +33,9 @@ from app.frame_queue import FrameQueue
 from app.input_state import InputState
 from app.recorder import Recorder
 from app.rollout import Rollout
-from app.worlds import StartImages
+from app.start_images import StartImages
 from engine.threads import use as use_threads
-from engine.world import World
+from engine.worlds import World
 
 log = logging.getLogger("worldplayer")
 

@@ -21,7 +21,7 @@ from app.action_file import block_slice
 from app.recorder import Recorder
 from app.rollout import Rollout
 from engine.actions import ActionBlock
-from engine.world import World
+from engine.worlds import World
 
 
 def peak_rss_mb() -> float:

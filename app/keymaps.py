@@ -103,3 +103,40 @@ def keymap_for(mode: str) -> KeyMap:
     if mode not in KEYMAPS:
         raise ValueError(f"no keymap for action mode {mode!r}; known modes: {', '.join(KEYMAPS)}")
     return KEYMAPS[mode]
+
+
+# Window controls (app.window), as data for the help text: (keys, what they do).
+APP_KEYS: tuple[tuple[str, str], ...] = (
+    ("Tab", "capture/release the mouse"),
+    ("+/-", "mouse sensitivity"),
+    ("P", "pause"),
+    ("R", "record on/off"),
+    ("Backspace", "restart"),
+    ("]", "next start image"),
+    ("N", "dream a new start scene"),
+    ("H", "HUD"),
+    ("F11", "fullscreen"),
+    ("F12", "screenshot"),
+    ("Esc", "release the mouse, then quit"),
+)
+
+
+def _key_names(keys: Iterable[str]) -> str:
+    return "/".join(k.upper() if len(k) == 1 else k for k in keys)
+
+
+def keys_help() -> str:
+    """The window's key help (CLI epilog), generated from `KEYMAPS` and `APP_KEYS`."""
+    lines = ["window keys:"]
+    for mode, km in KEYMAPS.items():
+        keys = []
+        for k, label in zip(km.keyboard, km.labels, strict=True):
+            name = _key_names(k)
+            keys += [name if name.split("/")[0] == label else f"{name} {label}"] if k else []
+        look = ["mouse look"] if km.mouse_look else []
+        if km.camera:
+            look.append(f"{_key_names(km.camera)} camera")
+        lines.append(f"  {mode}: " + ", ".join(keys + look))
+    app = [f"{k} {what}" for k, what in APP_KEYS]
+    lines += ["  " + "   ".join(app[i : i + 4]) for i in range(0, len(app), 4)]
+    return "\n".join(lines)

@@ -16,8 +16,9 @@ import numpy as np
 
 from app.action_file import load_action_file
 from app.headless import run_headless
-from app.worlds import build_world, file_sha256, read_image
-from engine.config import Preset, preset_from_dict
+from app.start_images import file_sha256, read_image
+from engine.config import Preset, preset_from_dict, with_weights
+from engine.worlds import build_world
 
 
 @dataclass
@@ -63,7 +64,7 @@ def replay_recording(
 ) -> ReplayResult:
     """Regenerate `rec_dir` into `out_dir` and compare frame hashes block by block."""
     meta = read_meta(rec_dir)
-    preset = recording_preset(meta)
+    preset = with_weights(recording_preset(meta), meta.get("checkpoint_arg"))  # older recordings
     device = device or meta.get("device", "cpu")
     dtype = dtype or meta.get("dtype", "bf16")
     if (device, dtype) != (meta.get("device"), meta.get("dtype")):
@@ -82,9 +83,9 @@ def replay_recording(
         from engine.config import load_preset
 
         real = load_preset(meta["compare_preset"])
-        world = compare_world(preset, real, meta.get("checkpoint_arg") or None, device, dtype)
+        world = compare_world(preset, real, device, dtype)
     else:
-        world = build_world(preset, meta.get("checkpoint_arg") or None, device, dtype)
+        world = build_world(preset, device=device, dtype=dtype)
     spec = world.spec
     image = None
     if meta.get("start_image_file"):

@@ -12,7 +12,7 @@ import numpy as np
 
 from app.recorder import Recorder, action_rows, frames_sha256
 from engine.actions import ActionBlock
-from engine.world import World
+from engine.worlds import World
 
 
 class Rollout:

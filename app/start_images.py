@@ -1,15 +1,11 @@
-"""Building worlds and start images for the app: the only place the app constructs engine objects.
-
-`build_world` returns an `engine.world.World` (a neural `WorldModelSession`, or the ViZDoom world for
-`world: vizdoom` presets). Start images come from `--image PATH`, `--image var:MAP07` (dreamed by the
-VAR generator in `engine.var`, looked up lazily), or the preset's `start_images`; when none can be
-read the session starts from a plain gray frame and says so.
+"""Start images for the app: `--image PATH`, `--image var:MAP07` (dreamed by the VAR generator,
+`engine.var.dream_start_image`), or the preset's `start_images`; when none can be read the session starts
+from a plain gray frame and says so. Worlds themselves come from `engine.worlds.build_world`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import re
 import sys
@@ -18,8 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from engine.config import Preset, load_preset, resolve_path
-from engine.world import World
+from engine.config import REPO_DIR, Preset
 
 GRAY = 128
 
@@ -29,37 +24,6 @@ class StartImage:
     label: str  # what the HUD and meta.json call it: a path, "var:MAP07" or "gray"
     path: Optional[str] = None  # file to read, or None
     image: Optional[np.ndarray] = None  # uint8 [H, W, 3] once loaded
-
-
-def resolve_preset(name_or_preset) -> Preset:
-    return name_or_preset if isinstance(name_or_preset, Preset) else load_preset(name_or_preset)
-
-
-def build_world(
-    preset: Preset, checkpoint: Optional[str] = None, device: str = "cpu", dtype: str = "bf16"
-) -> World:
-    """A World for the preset: the real game for `world: vizdoom`, else the neural session."""
-    if preset.world == "vizdoom":
-        try:
-            from engine.data.vizdoom_world import VizDoomWorld
-        except ImportError as e:
-            raise ValueError(
-                f"preset {preset.name!r} needs the ViZDoom world: {e} (pip install vizdoom)"
-            ) from None
-        return VizDoomWorld(preset)
-    if checkpoint and not os.path.isfile(checkpoint):
-        raise ValueError(f"checkpoint not found: {checkpoint}")
-    from engine.session import load_session
-
-    if not (checkpoint or preset.checkpoint):
-        import torch
-
-        torch.manual_seed(0)  # random weights must be the same in every process (replay)
-    return load_session(preset, checkpoint=checkpoint, device=device, dtype=dtype)
-
-
-def checkpoint_path(preset: Preset, checkpoint: Optional[str]) -> str:
-    return checkpoint or resolve_path(preset.checkpoint)
 
 
 def file_sha256(path: str) -> Optional[str]:
@@ -86,8 +50,8 @@ def start_image_choices(
                 raise ValueError(f"start image not found: {image_arg}")
             choices.append(StartImage(image_arg, image_arg))
         return choices
-    for rel in preset.start_images:
-        path = resolve_path(rel)
+    for path in preset.start_images:  # absolute (load_preset resolves them)
+        rel = os.path.relpath(path, REPO_DIR) if path.startswith(str(REPO_DIR)) else path
         if os.path.isfile(path):
             choices.append(StartImage(rel, path))
         else:
@@ -143,11 +107,8 @@ def _load_image_pil(path: str, height: int, width: int) -> np.ndarray:
 
 def dream_start_image(preset: Preset, level: str, seed: int = 0) -> np.ndarray:
     """A start scene for `level` from the VAR generator (`engine.var.dream_start_image`), uint8 [H, W, 3]."""
-    try:
-        module = importlib.import_module("engine.var")
-        dream = module.dream_start_image
-    except (ImportError, AttributeError):
-        raise ValueError("no start-scene generator available yet (engine.var.dream_start_image)") from None
+    from engine.var import dream_start_image as dream
+
     try:
         image = np.asarray(dream(preset, level, seed))
     except ImportError as e:

@@ -4,9 +4,7 @@ The loop, once per display tick: read events (keys, relative mouse motion, windo
 video frame of input, pop one frame from the queue (or hold the last one and count a stall), draw it
 letterboxed to keep the aspect ratio, draw the HUD on top, flip, and wait for the next tick.
 
-Keys: P pause, R record on/off, Backspace restart from the start image, Tab capture/release the mouse
-(relative mode), `]` next start image, N dream a new start scene, F11 fullscreen, F12 screenshot (PNG),
-H HUD, +/- mouse sensitivity, Esc release the mouse, then quit.
+Keys: the mode's keymap and the window controls, both data in `app.keymaps` (`keys_help` prints them).
 """
 
 from __future__ import annotations
@@ -30,9 +28,9 @@ from app.input_state import InputState
 from app.keymaps import keymap_for
 from app.recorder import Recorder
 from app.rollout import Rollout
-from app.worlds import StartImages
+from app.start_images import StartImages
 from engine.config import Preset
-from engine.world import World, WorldSpec
+from engine.worlds import World, WorldSpec
 
 log = logging.getLogger("worldplayer")
 

@@ -22,8 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.config import ActionConfig, Preset, load_preset  # noqa: E402
 from engine.model.causal_wan import CausalWanModel  # noqa: E402
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from engine.model.layers import DTYPES  # noqa: E402
 
 
 def mid_preset() -> Preset:

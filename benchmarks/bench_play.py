@@ -22,8 +22,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from app.bench_actions import bench_actions  # noqa: E402
-from app.worlds import StartImages, build_world  # noqa: E402
+from app.start_images import StartImages  # noqa: E402
 from engine.config import load_preset  # noqa: E402
+from engine.worlds import build_world  # noqa: E402
 
 
 def bench_headless(preset, args) -> dict:

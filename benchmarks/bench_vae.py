@@ -26,9 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.config import VAEConfig  # noqa: E402
+from engine.model.layers import DTYPES  # noqa: E402
 from engine.vae.wan_vae import WanVAE  # noqa: E402
-
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def machine(device: str) -> str:

@@ -166,14 +166,16 @@ def main(argv=None) -> int:
 
     import torch
 
-    from engine.data.vizdoom_world import VizDoomWorld
-    from engine.session import load_session
+    from engine.config import with_weights
+    from engine.worlds.session import load_session
+    from engine.worlds.vizdoom import VizDoomWorld
 
     if args.threads:
         torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     eval_preset = load_preset(args.eval_preset)
-    session = load_session(args.preset, checkpoint=args.checkpoint, dtype=args.dtype, vae_checkpoint=args.vae)
+    preset = with_weights(load_preset(args.preset), args.checkpoint, vae=args.vae)
+    session = load_session(preset, dtype=args.dtype)
     real_world = VizDoomWorld(eval_preset)
     maps = list(eval_preset.game.maps)
     rng = np.random.default_rng(args.seed)

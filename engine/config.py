@@ -16,6 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+REPO_DIR = CONFIG_DIR.parent
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ def preset_from_dict(data: dict, name: str = "") -> Preset:
         raise ValueError(f"invalid preset {name or '<dict>'}: {str(e).splitlines()[0]}") from None
     if not preset.name:
         preset = _replace(preset, name=name)
+    preset = _resolve_paths(preset)
     act = preset.model.action
     if preset.world == "model" and act is not None and act.vae_time_compression_ratio != preset.vae.temporal:
         raise ValueError(
@@ -165,15 +167,55 @@ def preset_from_dict(data: dict, name: str = "") -> Preset:
     return preset
 
 
-def load_preset(name_or_path: str) -> Preset:
-    """Load a preset by name (`configs/NAME.yaml`) or by path to a YAML file."""
+def _preset_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = CONFIG_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise ValueError(f"unknown preset {name_or_path!r}; choose one of: {', '.join(list_presets())}")
-    data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    return preset_from_dict(data or {}, name=path.stem)
+    return path
+
+
+def _preset_data(path: Path, seen: tuple[str, ...] = ()) -> dict:
+    """A preset file's data with its `base` chain merged under it (the file's own keys win)."""
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if base in seen:
+        raise ValueError(f"preset {path.stem}: `base` chain loops ({' -> '.join(seen + (base,))})")
+    parent = _preset_data(_preset_path(base), seen + (path.stem,))
+    parent.pop("name", None)  # a variant is named after its own file
+    return OmegaConf.to_container(OmegaConf.merge(parent, data), resolve=True)
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """Load a preset by name (`configs/NAME.yaml`) or by path to a YAML file.
+
+    `base: OTHER` in a preset file merges that preset under it, so a variant states only what differs;
+    weight and start-image paths come back resolved (absolute)."""
+    path = _preset_path(name_or_path)
+    return preset_from_dict(_preset_data(path), name=path.stem)
+
+
+def with_weights(
+    preset: Preset,
+    checkpoint: Optional[str] = None,
+    vae: Optional[str] = None,
+    image_encoder: Optional[str] = None,
+) -> Preset:
+    """The preset with weight files replaced (absolute paths; kept in meta.json, so replay finds them).
+
+    The one place a `--checkpoint` / `--vae-checkpoint` / `--image-encoder-checkpoint` override
+    enters; everything downstream reads the preset's fields only."""
+    if checkpoint:
+        preset = _replace(preset, checkpoint=os.path.abspath(checkpoint))
+    if vae:
+        preset = _replace(preset, vae=_replace(preset.vae, checkpoint=os.path.abspath(vae)))
+    if image_encoder:
+        enc = _replace(preset.image_encoder, checkpoint=os.path.abspath(image_encoder))
+        preset = _replace(preset, image_encoder=enc)
+    return preset
 
 
 def preset_to_dict(preset: Preset) -> dict:
@@ -185,7 +227,19 @@ def resolve_path(path: str) -> str:
     """Resolve a path from a preset: absolute, or relative to the repository root."""
     if not path or os.path.isabs(path):
         return path
-    return str(CONFIG_DIR.parent / path)
+    return str(REPO_DIR / path)
+
+
+def _resolve_paths(preset: Preset) -> Preset:
+    """Weight files and start images made absolute (relative ones are relative to the repo root)."""
+    enc = preset.image_encoder
+    return _replace(
+        preset,
+        checkpoint=resolve_path(preset.checkpoint),
+        vae=_replace(preset.vae, checkpoint=resolve_path(preset.vae.checkpoint)),
+        image_encoder=_replace(enc, checkpoint=resolve_path(enc.checkpoint)),
+        start_images=tuple(resolve_path(p) for p in preset.start_images),
+    )
 
 
 def _replace(obj, **changes):

@@ -100,10 +100,10 @@ def record_forward(session) -> list:
 
 def synthetic_cache(tmp_path, preset: str = "configs/train/presets/synthetic.yaml"):
     """A latent cache of 2 synthetic episodes (61 frames at 64x64) for autoregressive 3+3 sequences."""
-    from engine.data.synthetic_world import record_synthetic
     from engine.train.config import WorldTrainConfig, load_train_config
     from engine.train.runtime import setup_dist
     from engine.train.world_trainer import load_or_build_cache
+    from engine.worlds.synthetic import record_synthetic
 
     record_synthetic(tmp_path / "data", episodes=2, frames=61, height=64, width=64)
     cfg = load_train_config(

@@ -98,7 +98,7 @@ def test_bad_numbers(capsys, tmp_path, argv):
 
 
 def test_missing_default_start_image_falls_back_to_gray():
-    from app.worlds import StartImages
+    from app.start_images import StartImages
     from engine.config import Preset
 
     messages = []

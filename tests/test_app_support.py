@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from engine.actions import ActionBlock, block_video_frames
-from engine.world import WorldSpec
+from engine.worlds import WorldSpec
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")

@@ -7,9 +7,10 @@ import pygame
 
 from app.cli import main, session_meta
 from app.replay import replay_recording
+from app.start_images import StartImages
 from app.window import App, AppOptions
-from app.worlds import StartImages, build_world
 from engine.config import load_preset
+from engine.worlds import build_world
 from tests.test_app_support import gradient_image  # noqa: F401  (sets the dummy SDL drivers)
 
 

@@ -10,8 +10,8 @@ import pygame
 import pytest
 
 from app.frame_queue import FrameQueue
+from app.start_images import StartImage, StartImages
 from app.window import App, AppOptions, letterbox
-from app.worlds import StartImage, StartImages
 from engine.config import Preset, preset_to_dict
 from tests.test_app_support import FakeWorld, gradient_image
 
@@ -199,7 +199,7 @@ def test_dream_key_restarts_from_a_dreamed_scene(tmp_path, monkeypatch):
 
     def script(app, tick):
         if tick == 3:
-            key(pygame.KEYDOWN, pygame.K_n)  # no generator yet: a notice, the session goes on
+            key(pygame.KEYDOWN, pygame.K_n)  # the generator cannot run: a notice, the session goes on
         if tick == 12:
             seen["notice"] = app.gen.notice
             monkeypatch.setattr(
@@ -210,9 +210,12 @@ def test_dream_key_restarts_from_a_dreamed_scene(tmp_path, monkeypatch):
             )
             key(pygame.KEYDOWN, pygame.K_n)
 
-    monkeypatch.delattr(engine.var, "dream_start_image", raising=False)
+    def unavailable(preset, level, seed):
+        raise ImportError("no VAR weights")
+
+    monkeypatch.setattr(engine.var, "dream_start_image", unavailable)
     app.run(max_frames=40, script=script)
-    assert "no start-scene generator" in seen["notice"] and app.gen.error is None
+    assert "not available: no VAR weights" in seen["notice"] and app.gen.error is None
     assert app.gen.session == 2 and app.gen.start_label == "var:MAP01" and app.gen.dream_ms is not None
     assert app.current.image.mean() > 150  # frames now come from the dreamed (bright) start image
 

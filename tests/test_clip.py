@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from engine.config import ImageEncoderConfig
-from engine.vae.clip import CLIP_MEAN, CLIP_STD, ClipVisionEncoder, load_clip_vision
+from engine.model.clip import CLIP_MEAN, CLIP_STD, ClipVisionEncoder, load_clip_vision
 from engine.vae.weights import WeightsFileError
 
 TINY = ImageEncoderConfig(

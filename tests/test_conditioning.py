@@ -16,7 +16,7 @@ from engine.conditioning import (
     load_image,
 )
 from engine.config import ImageEncoderConfig, VAEConfig
-from engine.vae.clip import ClipVisionEncoder
+from engine.model.clip import ClipVisionEncoder
 from engine.vae.wan_vae import WanVAE
 
 

@@ -9,7 +9,7 @@ from engine.actions import ActionBlock
 from engine.config import VAEConfig
 from engine.data.loader import ClipDataset, cache_latents
 from engine.data.shards import read_index, write_index, write_shard
-from engine.data.synthetic_world import SyntheticWorld, random_actions, record_synthetic
+from engine.worlds.synthetic import SyntheticWorld, random_actions, record_synthetic
 
 
 def moved(before: np.ndarray, after: np.ndarray, dy: int, dx: int) -> bool:

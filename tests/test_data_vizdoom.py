@@ -12,7 +12,7 @@ vizdoom = pytest.importorskip("vizdoom")
 
 @pytest.fixture(scope="module")
 def world():
-    from engine.data.vizdoom_world import VizDoomWorld
+    from engine.worlds.vizdoom import VizDoomWorld
 
     w = VizDoomWorld(load_preset("vizdoom"))
     yield w

@@ -28,7 +28,7 @@ def test_anchor_latents_repeat_the_anchor_and_mask_only_latent_zero():
 
 
 def test_unknown_condition_is_an_error():
-    from engine.session import load_session
+    from engine.worlds.session import load_session
 
     preset = replace(load_preset(PRESET), condition="previous")
     with pytest.raises(ValueError, match="unknown condition 'previous'"):
@@ -36,7 +36,7 @@ def test_unknown_condition_is_an_error():
 
 
 def test_session_conditions_each_block_on_its_previous_clean_latent():
-    from engine.session import load_session
+    from engine.worlds.session import load_session
 
     torch.manual_seed(0)
     s = load_session(replace(load_preset(PRESET), condition="last_latent"), dtype="fp32")

@@ -8,7 +8,7 @@ import torch
 from engine.actions import ActionBlock, gather_windows
 from engine.conditioning import frames_to_uint8, mask_latents
 from engine.scheduler import sample
-from engine.session import WorldModelSession, load_session
+from engine.worlds.session import WorldModelSession, load_session
 
 BLOCKS = 3
 

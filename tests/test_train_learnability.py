@@ -2,7 +2,7 @@
 
 The synthetic world scrolls a texture: strafing left (A) or turning left (mouse yaw < 0) moves the
 content right, strafing or turning right moves it left. After a few minutes of CPU training, the real
-streaming pipeline (engine.session, the same code the app runs) must move the generated image the
+streaming pipeline (engine.worlds.session, the same code the app runs) must move the generated image the
 same way over several blocks. Keys and mouse reach the model by different action modules, so each is
 trained and checked on its own.
 """
@@ -54,7 +54,7 @@ def rollout(session, image: np.ndarray, control: str, direction: int, blocks: in
 
 def record(folder, episodes: int, frames: int, control: str) -> None:
     """Synthetic episodes holding left, right or nothing for 12-24 frames (npz: frames, keyboard, mouse)."""
-    from engine.data.synthetic_world import SyntheticWorld
+    from engine.worlds.synthetic import SyntheticWorld
 
     folder.mkdir(parents=True)
     world, rng = SyntheticWorld(64, 64), np.random.default_rng(0)
@@ -113,8 +113,8 @@ def train_synthetic(tmp_path, control: str, world_steps: int = 1200, lr: float =
 @pytest.mark.parametrize("control", ["keys", "mouse"])
 def test_trained_model_follows_left_and_right(tmp_path, control):
     from engine.config import load_preset
-    from engine.data.synthetic_world import SyntheticWorld
-    from engine.session import load_session
+    from engine.worlds.session import load_session
+    from engine.worlds.synthetic import SyntheticWorld
 
     preset_file, weights, _ = train_synthetic(tmp_path, control)
     preset = replace(load_preset(str(preset_file)), checkpoint=str(weights))

@@ -1,7 +1,6 @@
-"""Gameplay data: real Freedoom as a World, a scripted explorer, recording to shards, and training clips.
+"""Gameplay data: a scripted explorer, recording to shards, and training clips. The worlds it records
+(ViZDoom, the synthetic test world) live in `engine.worlds`.
 
-- `vizdoom_world.VizDoomWorld(preset)`: ViZDoom behind the World protocol (needs the `vizdoom` package).
-- `synthetic_world.SyntheticWorld`: a tiny scrolling-texture world for tests.
 - `explorer.Explorer(seed)`: human-like scripted actions from the depth buffer.
 - `record`: `python -m engine.data.record --out DIR ...` writes shards + index.json.
 - `shards`: the on-disk format (write_shard, write_index, read_index, load_shard).

@@ -25,7 +25,7 @@ from engine.config import preset_from_dict
 from engine.data.explorer import Explorer, ExplorerConfig
 from engine.data.map_geometry import MapPlan, load_plan
 from engine.data.shards import CONVENTION, read_index, rebuild_index, write_shard
-from engine.data.vizdoom_world import KEYS, VizDoomWorld, find_wad, wad_maps
+from engine.worlds.vizdoom import KEYS, VizDoomWorld, find_wad, wad_maps
 
 EVAL_ONLY_WADS = ("freedoom1",)
 TRAINABLE_MAPS = {"freedoom1": ("E1M1",)}  # maps of an eval-only WAD that may be trained on

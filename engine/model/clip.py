@@ -157,3 +157,13 @@ def load_clip_vision(
     check_keys(path, expected, sd, model.state_dict())
     model.load_state_dict(sd, assign=True)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def build_image_encoder(cfg: ImageEncoderConfig) -> Optional[ClipVisionEncoder]:
+    """The preset's CLIP vision tower with the weights in `cfg.checkpoint` (random if empty), or None
+    for presets without an image-context branch (`kind: none`)."""
+    if cfg.kind == "none":
+        return None
+    if cfg.kind == "clip":
+        return load_clip_vision(cfg, cfg.checkpoint) if cfg.checkpoint else ClipVisionEncoder(cfg)
+    raise ValueError(f"unknown image encoder kind {cfg.kind!r}; expected 'clip' or 'none'")

@@ -13,6 +13,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 Tensor = torch.Tensor
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}  # run dtypes by name
+
+
+def parse_dtype(name: str | torch.dtype) -> torch.dtype:
+    """A run dtype from its name in `DTYPES` (or a torch.dtype, returned as is); ValueError otherwise."""
+    if isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose one of: {', '.join(DTYPES)}")
+    return DTYPES[name]
 
 
 def layer_norm(x: Tensor, eps: float, weight=None, bias=None) -> Tensor:

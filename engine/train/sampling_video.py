@@ -1,4 +1,4 @@
-"""Sample videos and rollout metrics through the real streaming pipeline (engine.session).
+"""Sample videos and rollout metrics through the real streaming pipeline (engine.worlds.session).
 
 A rollout starts a `WorldModelSession` from the decoded start latent of a cached clip and steps it
 with that clip's recorded actions, block by block, exactly as the app would. Ground truth is the same
@@ -17,8 +17,8 @@ import torch
 from engine.actions import ActionBlock, preset_windowing
 from engine.conditioning import frames_to_uint8
 from engine.config import Preset
-from engine.session import WorldModelSession
 from engine.train.latent_cache import LatentCache
+from engine.worlds.session import WorldModelSession
 
 
 @torch.no_grad()

@@ -1,4 +1,7 @@
-"""The session API: what the app (and the data recorder) sees of any world, neural or real.
+"""Worlds: what the app (and the data recorder) sees of any world, neural or real, and the one factory.
+
+Modules: `session` (the neural `WorldModelSession`), `vizdoom` (the real game through ViZDoom),
+`synthetic` (a scrolling-texture world for tests). `build_world(preset)` dispatches on `preset.world`.
 
 A world starts from a start image (worlds with their own start state, such as the ViZDoom world,
 may ignore it) and then advances one block at a time: `step` takes the actions for exactly
@@ -10,11 +13,12 @@ For a Matrix-Game-style model with 3 latent frames per block this is 9 frames fo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Optional, Protocol, Union
 
 import numpy as np
 
 from engine.actions import ActionBlock
+from engine.config import Preset, load_preset
 
 
 @dataclass(frozen=True)
@@ -51,3 +55,30 @@ class World(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+WORLDS = ("model", "vizdoom")
+
+
+def build_world(
+    preset: Union[str, Preset], checkpoint: Optional[str] = None, device: str = "cpu", dtype: str = "bf16"
+) -> World:
+    """The world a preset describes: the real game for `world: vizdoom`, else the neural session.
+
+    checkpoint: world-model weights instead of the preset's (`engine.config.with_weights`); a preset
+    without weights runs random ones, seeded so every process (and a replay) gets the same ones.
+    """
+    if isinstance(preset, str):
+        preset = load_preset(preset)
+    if preset.world == "vizdoom":
+        try:
+            from engine.worlds.vizdoom import VizDoomWorld
+        except ImportError as e:
+            message = f"preset {preset.name!r} needs the ViZDoom world: {e} (pip install vizdoom)"
+            raise ValueError(message) from None
+        return VizDoomWorld(preset)
+    if preset.world != "model":
+        raise ValueError(f"preset {preset.name}: unknown world {preset.world!r}; expected one of {WORLDS}")
+    from engine.worlds.session import load_session
+
+    return load_session(preset, checkpoint, device=device, dtype=dtype)

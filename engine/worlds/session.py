@@ -1,6 +1,6 @@
 """Streaming world-model session: start from an image, then step one block of actions at a time.
 
-This is the engine object the app drives (it implements `engine.world.World`). Per block, exactly as
+This is the engine object the app drives (it implements `engine.worlds.World`). Per block, exactly as
 the Matrix-Game 2.0 streaming pipeline:
   1. fresh Gaussian noise for the block's latent frames (drawn on the CPU from the session seed);
   2. N denoising passes at the sampler's timesteps through the KV-cached model (`x0_renoise`: predict
@@ -17,6 +17,7 @@ however long a session runs.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -30,20 +31,11 @@ from engine.conditioning import (
     frames_to_uint8,
     image_to_tensor,
 )
-from engine.config import Preset, load_preset, resolve_path
+from engine.config import Preset, load_preset, with_weights
+from engine.model.layers import parse_dtype
 from engine.scheduler import check_sampler, sample, sampling_timesteps
 from engine.vae.protocol import VideoVAE
-from engine.world import WorldSpec
-
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-
-
-def parse_dtype(name: Union[str, torch.dtype]) -> torch.dtype:
-    if isinstance(name, torch.dtype):
-        return name
-    if name not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; choose one of: {', '.join(DTYPES)}")
-    return DTYPES[name]
+from engine.worlds import WorldSpec
 
 
 class WorldModelSession:
@@ -220,36 +212,28 @@ class WorldModelSession:
 
 
 def load_session(
-    preset: Union[str, Preset],
-    checkpoint: Optional[str] = None,
-    device: str = "cpu",
-    dtype: str = "bf16",
-    vae_checkpoint: Optional[str] = None,
-    image_encoder_checkpoint: Optional[str] = None,
-):
-    """Build the world a preset describes: a WorldModelSession, or the real game for `world: vizdoom`.
+    preset: Union[str, Preset], checkpoint: Optional[str] = None, device: str = "cpu", dtype: str = "bf16"
+) -> WorldModelSession:
+    """The neural world a preset describes (`engine.worlds.build_world` dispatches here).
 
-    checkpoint: world-model weights (official Matrix-Game 2.0 `.safetensors` or ours); default the
-    preset's `checkpoint`; random weights when both are empty (useful for tests and benchmarks).
+    checkpoint: world-model weights (official Matrix-Game 2.0 `.safetensors` or ours) instead of the
+    preset's `checkpoint`; random weights when both are empty (tests and benchmarks), seeded with 0 so
+    every process gets the same ones.
     """
     if isinstance(preset, str):
         preset = load_preset(preset)
-    if preset.world == "vizdoom":
-        from engine.data.vizdoom_world import VizDoomWorld
-
-        return VizDoomWorld(preset)
-    if preset.world != "model":
-        raise ValueError(
-            f"preset {preset.name}: unknown world {preset.world!r}; expected 'model' or 'vizdoom'"
-        )
+    preset = with_weights(preset, checkpoint)
     from engine.checkpoint import check_conditioning, load_weights_into
     from engine.model.causal_wan import CausalWanModel
-    from engine.vae.factory import build_image_encoder, build_vae
+    from engine.model.clip import build_image_encoder
+    from engine.vae.factory import build_vae
 
-    path = resolve_path(checkpoint or preset.checkpoint)
+    if preset.checkpoint and not os.path.isfile(preset.checkpoint):
+        raise ValueError(f"checkpoint not found: {preset.checkpoint}")
+    if not preset.checkpoint:
+        torch.manual_seed(0)  # random weights must be the same in every process (replay)
     model = CausalWanModel(preset.model)
-    if path:
-        check_conditioning(load_weights_into(model, path, preset), preset, path)
-    vae = build_vae(preset.vae, vae_checkpoint)
-    encoder = build_image_encoder(preset.image_encoder, image_encoder_checkpoint)
-    return WorldModelSession(preset, model, vae, encoder, device=device, dtype=dtype, checkpoint=path)
+    if preset.checkpoint:
+        check_conditioning(load_weights_into(model, preset.checkpoint, preset), preset, preset.checkpoint)
+    vae, encoder = build_vae(preset.vae), build_image_encoder(preset.image_encoder)
+    return WorldModelSession(preset, model, vae, encoder, device, dtype, checkpoint=preset.checkpoint)

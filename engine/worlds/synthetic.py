@@ -9,7 +9,7 @@ So frame_{i+1}[y, x] == frame_i[y + dy, x + dx] wherever both are in view, exact
 whole pixels (the texture wraps around; it is texture_scale times the frame size).
 Frame: the texture window at (round(y), round(x)), uint8 [H, W, 3].
 
-Blocks and actions follow engine.world / engine.actions exactly like the ViZDoom world: `step` returns the
+Blocks and actions follow engine.worlds / engine.actions exactly like the ViZDoom world: `step` returns the
 current frame first, and each action takes frame i to frame i+1. `start(image)` uses the image itself
 as the (wrapping) texture; without one the texture is smooth periodic colour noise from the seed.
 """
@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from engine.actions import ActionBlock, block_video_frames
-from engine.world import WorldSpec
+from engine.worlds import WorldSpec
 
 
 def periodic_texture(height: int, width: int, seed: int, max_freq: int = 5) -> np.ndarray:

@@ -45,7 +45,7 @@ from PIL import Image
 
 from engine.actions import ActionBlock, block_video_frames
 from engine.config import Preset, resolve_path
-from engine.world import WorldSpec
+from engine.worlds import WorldSpec
 
 DEGREES_PER_UNIT = 15.0  # mouse 1.0 = 15 degrees per video frame
 WARMUP_TICS = 10  # ZDoom ignores turning for the first 8 tics of a level; frame 0 comes after these
@@ -137,7 +137,7 @@ def _reap_on_exit(pids: set[int]) -> Optional[subprocess.Popen]:
 
 
 class VizDoomWorld:
-    """Freedoom via ViZDoom behind the World protocol (engine/world.py). See the module docstring."""
+    """Freedoom via ViZDoom behind the World protocol (engine.worlds). See the module docstring."""
 
     def __init__(
         self,
