@@ -63,3 +63,20 @@ def test_action_ratio_must_match_the_vae():
         preset_from_dict(data)
     data["model"]["action"]["vae_time_compression_ratio"] = 1
     assert preset_windowing(preset_from_dict(data)) == PER_FRAME
+
+
+def test_a_ratio_one_session_steps_frames_per_block_frames():
+    """End to end: a preset on a per-frame tiny VAE (vae.temporal 1) plays F frames per block."""
+    import numpy as np
+
+    from engine.actions import ActionBlock
+    from engine.worlds import build_world
+
+    data = preset_to_dict(load_preset("tiny"))
+    data["vae"] = {"kind": "tiny", "base_dim": 8, "dim_mult": [1, 2, 2], "num_res_blocks": 1, "temporal": 1}
+    data["model"]["action"]["vae_time_compression_ratio"] = 1
+    data["model"]["image_context_dim"], data["image_encoder"] = None, {"kind": "none"}
+    world = build_world(preset_from_dict(data, "tiny-per-frame"), dtype="fp32")
+    assert world.spec.block_frames == 3 and world.history == 6
+    frames = world.generate(np.zeros((32, 64, 3), np.uint8), ActionBlock.idle(10, 4, True), seed=0)
+    assert frames.shape == (10, 32, 64, 3)  # 4 blocks of 3, the last one cut to the 10 asked for
