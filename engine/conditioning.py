@@ -5,8 +5,10 @@ Layouts: app images uint8 [H, W, 3] (numpy); engine pixels [B, 3, H, W] / [B, T,
 - `cond_concat` [B, n, 4 + C, h, w] per block: a 4-channel mask (1 at latent 0, else 0) followed by
   the VAE latents of [image, gray, gray, ...], streamed block by block;
 - `visual_context` [B, 257, 1280]: CLIP tokens of the image, or None for presets without CLIP.
-Presets with `condition: last_latent` fill the latent channels with the latest clean latent before
-each block instead (`anchor_latents`); the mask is the same.
+Presets with `condition: last_latent` fill the latent channels with the latest latent before each
+block instead (`anchor_latents`), exactly as the model saw it in its context pass: clean, or noised to
+the sampler's `context_noise` (GameNGen-style context noise), and mask channel `LEVEL_CHANNEL` holds
+that noise level sigma = t / 1000 (0 for a clean anchor), so the model knows how far to trust it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from engine.vae.protocol import ConditionStream, VideoVAE
 
 MIN_IMAGE_SIDE = 32  # pixels; smaller start images are refused
 MASK_CHANNELS = 4
+LEVEL_CHANNEL = 1  # mask channel of a last_latent anchor's noise level (latent 0 has an all-1 mask)
 
 
 class ImageFileError(ValueError):
@@ -103,14 +106,38 @@ def check_condition(kind: str) -> None:
         raise ValueError(f"unknown condition {kind!r}; expected one of: {', '.join(CONDITIONS)}")
 
 
-def anchor_latents(anchor: torch.Tensor, start: int, num_latents: int) -> torch.Tensor:
+def anchor_latents(anchor: torch.Tensor, start: int, num_latents: int, level: float = 0.0) -> torch.Tensor:
     """cond_concat of a `last_latent` preset: [B, n, 4 + C, h, w] for latents start..start+n-1.
 
-    `anchor` [B, 1, C, h, w] is the latest clean latent before the block (the start image's latent for
-    block 0), repeated for every latent of the block: the model sees the previous frame in its input
-    channels, as DIAMOND-style models do, instead of gray frames. The mask is `mask_latents`'s.
+    `anchor` [B, 1, C, h, w] is the latest latent before the block as the model's context pass saw it
+    (the start image's latent for block 0), repeated for every latent of the block: the model sees the
+    previous frame in its input channels, as DIAMOND-style models do, instead of gray frames. The mask
+    is `mask_latents`'s, with `level` (the anchor's noise level sigma) in channel `LEVEL_CHANNEL`.
     """
-    return mask_latents(anchor.expand(-1, num_latents, -1, -1, -1), start)
+    cond = mask_latents(anchor.expand(-1, num_latents, -1, -1, -1), start)
+    if level:
+        cond[:, :, LEVEL_CHANNEL] = level
+    return cond
+
+
+def anchors_from_inputs(cond: torch.Tensor, x_in: torch.Tensor, t: torch.Tensor, fpb: int) -> torch.Tensor:
+    """Training form of `anchor_latents` for a whole sequence: each block after the sequence's first is
+    anchored on the last latent before it *as the model is fed it* (x_in, noised at its own t).
+
+    cond: [B, F, 4 + C, h, w] (first block's anchors kept); x_in: [B, F, C, h, w] the model's input
+    latents; t: [B, F] their timesteps. Returns a new cond with LEVEL_CHANNEL = t / 1000 of the anchor.
+    """
+    n = x_in.shape[1]
+    prev = torch.arange(n, device=x_in.device) // fpb * fpb - 1  # [F] frame before each frame's block
+    later = prev >= 0
+    if not bool(later.any()):
+        return cond
+    idx = prev[later]
+    out = cond.clone()
+    out[:, later, MASK_CHANNELS:] = x_in[:, idx].to(cond.dtype)
+    level = (t[:, idx].float() / 1000.0).to(cond.dtype)  # [B, F']
+    out[:, later, LEVEL_CHANNEL] = level[:, :, None, None].expand(-1, -1, *cond.shape[-2:])
+    return out
 
 
 @dataclass

@@ -82,3 +82,57 @@ def test_training_batches_condition_on_the_latent_before_each_block(tmp_path):
         noisy = noisy_anchors(batch, 3, 0.5, gen)
         changed = (noisy.cond - batch.cond).abs().amax(dim=(0, 2, 3, 4)) > 0  # per position
         assert changed.tolist() == [start > 0] * 3 + [True] * 3  # the exact start-image anchor stays clean
+
+
+def test_noised_context_reaches_the_anchor_with_its_level_and_training_builds_the_same_conds():
+    """With sampler.context_noise the context pass sees x0 noised to that level; the next block is
+    anchored on exactly that latent with sigma in LEVEL_CHANNEL. `anchors_from_inputs`, the training
+    form, rebuilds the same cond for the whole sequence from the context inputs."""
+    from engine.conditioning import LEVEL_CHANNEL, anchors_from_inputs
+    from engine.worlds.session import load_session
+
+    torch.manual_seed(0)
+    preset = load_preset(PRESET)
+    preset = replace(preset, condition="last_latent", sampler=replace(preset.sampler, context_noise=200.0))
+    s = load_session(preset, dtype="fp32")
+    calls = record_forward(s)
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    s.start(image, seed=0)
+    passes, fpb = len(s.timesteps) + 1, s.frames_per_block
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        n = s.actions_needed
+        s.step(ActionBlock(np.zeros((n, 4), np.float32), rng.normal(0, 0.1, (n, 2)).astype(np.float32)))
+    conds = [calls[b * passes][1] for b in range(3)]  # [1, F, 4 + C, h, w] per block
+    ctx = [calls[(b + 1) * passes - 1] for b in range(3)]  # (x, cond, t) of each context pass
+    assert all(bool((c[2] == 200.0).all()) for c in ctx)
+    assert bool((conds[0][:, 1:, LEVEL_CHANNEL] == 0).all())  # block 0: the exact start image latent
+    for b in (1, 2):
+        assert torch.allclose(
+            conds[b][:, :, MASK_CHANNELS:], ctx[b - 1][0][:, -1:].expand(-1, fpb, -1, -1, -1)
+        )
+        assert torch.allclose(conds[b][:, :, LEVEL_CHANNEL], torch.full_like(conds[b][:, :, 0], 0.2))
+    x_seq = torch.cat([c[0] for c in ctx], dim=1)  # [1, 3F, C, h, w]
+    t_seq = torch.cat([c[2] for c in ctx], dim=1)
+    stale = torch.cat([conds[0]] + [torch.zeros_like(conds[0])] * 2, dim=1)
+    rebuilt = anchors_from_inputs(stale, x_seq, t_seq, fpb)
+    want = torch.cat([conds[0], conds[1], conds[2]], dim=1)
+    want[:, :fpb] = stale[:, :fpb]
+    assert torch.allclose(rebuilt, want, atol=1e-6)
+
+
+def test_session_without_context_noise_is_unchanged_by_the_level_channel():
+    """context_noise 0 (every shipped preset): anchors are the clean x0 and the level channel stays 0."""
+    from engine.conditioning import LEVEL_CHANNEL
+    from engine.worlds.session import load_session
+
+    torch.manual_seed(0)
+    s = load_session(replace(load_preset(PRESET), condition="last_latent"), dtype="fp32")
+    calls = record_forward(s)
+    s.start(np.zeros((64, 64, 3), np.uint8), seed=0)
+    for _ in range(2):
+        n = s.actions_needed
+        s.step(ActionBlock(np.zeros((n, 4), np.float32), np.zeros((n, 2), np.float32)))
+    passes = len(s.timesteps) + 1
+    assert bool((calls[passes][1][:, :, LEVEL_CHANNEL] == 0).all())
+    assert bool((calls[passes - 1][2] == 0).all())

@@ -127,7 +127,8 @@ def test_first_block_steps_train_block_zero_alone(synthetic_data, tmp_path):
 
 
 def test_own_anchor_training_resumes_exactly(synthetic_data, tmp_path):
-    """self_anchor + anchor noise: the whole last_latent path, and its RNG, survive a resume."""
+    """self_anchor + context noise reaching the anchors (anchor_inputs): the whole last_latent path,
+    and its RNG, survive a resume."""
     from omegaconf import OmegaConf
 
     from engine.train.world_trainer import train_world
@@ -140,6 +141,8 @@ def test_own_anchor_training_resumes_exactly(synthetic_data, tmp_path):
         f"preset={path}",
         "self_anchor=1.0",
         "anchor_noise_max=0.1",
+        "anchor_inputs=true",
+        "context_noise_max=0.7",
         "curriculum_fraction=0",
         "run.steps=4",
     ]
@@ -149,3 +152,10 @@ def test_own_anchor_training_resumes_exactly(synthetic_data, tmp_path):
     train_world(world_cfg(synthetic_data, split, *extra))
     assert losses(split) == losses(whole)
     assert all(np.isfinite(losses(whole)))
+
+
+def test_anchor_inputs_need_a_last_latent_preset(synthetic_data, tmp_path):
+    from engine.train.world_trainer import train_world
+
+    with pytest.raises(ValueError, match="anchor_inputs needs condition last_latent"):
+        train_world(world_cfg(synthetic_data, tmp_path / "run", "anchor_inputs=true"))

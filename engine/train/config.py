@@ -81,6 +81,7 @@ class WorldTrainConfig:
     few_step: float = 0.5  # fraction of target frames noised at the sampler's few-step timesteps
     context_noise_max: float = 0.0  # autoregressive: context frames get t ~ U(0, this) (0 = clean)
     anchor_noise_max: float = 0.0  # last_latent presets: anchors after block 0 get noise sigma ~ U(0, this)
+    anchor_inputs: bool = False  # last_latent: anchors are the previous frames as fed (noise + level)
     self_anchor: float = 0.0  # autoregressive: share of samples whose context is the model's own prediction
     first_block: float = 0.0  # autoregressive: share of steps that train block 0 alone, as played
     action_dropout: float = 0.1  # drop all actions of a sample with this probability

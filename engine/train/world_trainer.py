@@ -72,6 +72,10 @@ def check_config(cfg: WorldTrainConfig, preset: Preset) -> None:
             raise ValueError(f"{key} must be a positive multiple of num_frame_per_block={fpb}")
     if preset.world != "model":
         raise ValueError(f"preset {preset.name} is not a world model (world: {preset.world})")
+    if cfg.anchor_inputs and preset.condition != "last_latent":
+        raise ValueError(
+            f"anchor_inputs needs condition last_latent; preset {preset.name} has {preset.condition!r}"
+        )
 
 
 def spread(episodes: list, max_frames: int) -> list:
@@ -166,7 +170,9 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     if cfg.init:
         load_weights_into(model, cfg.init, preset.model)
     model.train()
-    objective = wrap_ddp(WorldObjective(model, preset.sampler.timestep_shift, cfg.use_timestep_weight), d)
+    anchor_inputs = preset.model.num_frame_per_block if cfg.anchor_inputs else 0
+    objective = WorldObjective(model, preset.sampler.timestep_shift, cfg.use_timestep_weight, anchor_inputs)
+    objective = wrap_ddp(objective, d)
     opt = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=run.betas, weight_decay=run.weight_decay)
     ema = EMA(model, cfg.ema, cfg.ema_start)
     gen = torch.Generator().manual_seed(run.seed * 1000 + d.rank)

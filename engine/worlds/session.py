@@ -5,11 +5,13 @@ the Matrix-Game 2.0 streaming pipeline:
   1. fresh Gaussian noise for the block's latent frames (drawn on the CPU from the session seed);
   2. N denoising passes at the sampler's timesteps through the KV-cached model (`x0_renoise`: predict
      x0, re-noise to the next timestep; or `euler`), all writing the same cache slots;
-  3. one context pass on the clean x0 at `context_noise`, which leaves the clean block in the caches;
+  3. one context pass at timestep `context_noise`, which leaves the block in the caches: the clean x0
+     (Matrix-Game: context_noise 0), or x0 noised to that level with fresh noise (GameNGen-style);
   4. streaming VAE decode of the block's latents (1 + r(F - 1) video frames for block 0, r F later; 9
      and 12 for the VAE ratio r = 4 and F = 3 latents per block).
 cond_concat is the preset's `condition`: Matrix-Game's [image, gray...] stream ("image"), or the last
-clean latent of the previous block ("last_latent"; the start image's latent for block 0).
+latent of the previous block as its context pass saw it, with that noise level in the mask
+("last_latent"; the start image's latent, level 0, for block 0).
 Actions arrive per video frame; latent frame f sees frames [r f - r w, r f) (`engine.actions.Windowing`,
 [4f - 12, 4f) for Matrix-Game). Only one block plus one window of actions is kept, so memory is flat
 however long a session runs.
@@ -33,7 +35,7 @@ from engine.conditioning import (
 )
 from engine.config import Preset, load_preset, with_weights
 from engine.model.layers import parse_dtype
-from engine.scheduler import check_sampler, sample, sampling_timesteps
+from engine.scheduler import add_noise, check_sampler, sample, sampling_timesteps
 from engine.vae.protocol import VideoVAE
 from engine.worlds import WorldSpec
 
@@ -128,16 +130,22 @@ class WorldModelSession:
         actions.check(self.spec.keyboard_dim, self.spec.has_mouse, frames=self.actions_needed)
         start = self._block * self.frames_per_block
         mouse_w, keyboard_w = self._action_windows(actions, start)
+        context_noise = float(self.preset.sampler.context_noise)
         if self._anchor is not None:
-            cond = anchor_latents(self._anchor, start, self.frames_per_block)
+            level = context_noise / 1000.0 if self._block > 0 else 0.0
+            cond = anchor_latents(self._anchor, start, self.frames_per_block, level)
         else:
             cond = None if self._condition is None else self._condition.next(self.frames_per_block)
         velocity = self._velocity_fn(cond, mouse_w, keyboard_w, start)
         x0 = self._denoise(velocity)
+        context_t = torch.full(x0.shape[:2], context_noise, device=self.device)
+        x_ctx = x0
+        if context_noise > 0:  # GameNGen-style: the context is held at a small noise level
+            eps = torch.randn(x0.shape, generator=self._gen).to(self.device, self.dtype)
+            x_ctx = add_noise(x0, eps, context_t).to(self.dtype)
         if self._anchor is not None:
-            self._anchor = x0[:, -1:]
-        context_t = torch.full(x0.shape[:2], float(self.preset.sampler.context_noise), device=self.device)
-        velocity(x0, context_t)  # context pass: leaves the clean block in the KV caches
+            self._anchor = x_ctx[:, -1:]
+        velocity(x_ctx, context_t)  # context pass: leaves the block (clean or at context_noise) in the caches
         video, self._vae_cache = self.vae.decode_stream(x0, self._vae_cache)
         self._block += 1
         return frames_to_uint8(video)
