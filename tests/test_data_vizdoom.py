@@ -84,12 +84,13 @@ def test_record_refuses_freedoom1_for_training(tmp_path, capsys):
 
 
 def test_record_cli_writes_a_loadable_dataset(tmp_path, capsys):
-    from engine.data.loader import ClipDataset
     from engine.data.record import main
+    from engine.data.shards import read_index
+    from engine.train.episodes import load_action_episodes
 
     argv = ["--out", str(tmp_path), "--maps", "MAP01,MAP02", "--episodes", "2", "--frames-per-episode", "21"]
     assert main(argv + ["--warmup-frames", "5", "--min-frames", "9", "--workers", "1", "--seed", "3"]) == 0
     assert "key pressed" in (tmp_path / "histograms.txt").read_text()
-    ds = ClipDataset(tmp_path, clip_frames=17, stride=4)
-    assert len(ds) == 2 * 2 and ds[0]["frames"].shape == (17, 3, 144, 256)
-    assert [s["meta"]["map"] for s in ds.data.index["shards"]] == ["MAP01", "MAP02"]
+    eps = load_action_episodes([str(tmp_path)], 144, 256)
+    assert [e.frames.shape for e in eps] == [(21, 144, 256, 3)] * 2 and eps[0].keyboard.shape[0] == 21
+    assert [s["meta"]["map"] for s in read_index(tmp_path)["shards"]] == ["MAP01", "MAP02"]

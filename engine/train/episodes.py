@@ -1,25 +1,32 @@
-"""Episodes with per-frame actions for world-model training, from shards or plain `*.npz` files.
+"""The one reader of training data: episodes from shard folders or plain `*.npz` files.
 
 An episode is frames uint8 [N, H, W, 3] with keyboard float32 [N, K] and mouse float32 [N, 2];
 `keyboard[i]`/`mouse[i]` is the action held while frame i is shown (it leads to frame i + 1), as in
-`engine.actions`. Sources per folder: an `engine.data` shard folder (index.json, read through
-`engine.data.loader.DatasetShards`), else every `*.npz` holding `frames`, `keyboard` and `mouse`.
+`engine.actions`. Sources per folder: an `engine.data` shard folder (index.json; format in
+`engine.data.shards`, frames stay memory-mapped), else every `*.npz` holding `frames` (and, for the
+world trainer, `keyboard` and `mouse`). Episodes come in index order (shards, then runs within a
+shard) or in sorted file order, and never cross an episode boundary.
+
+The world trainer reads `load_action_episodes` (size-checked, actions required); the VAE trainer
+reads `load_frame_episodes` (frames only, so `*.npz` files without actions count too).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+
+from engine.data.shards import load_shard, read_index
 
 
 @dataclass
 class ActionEpisode:
     frames: np.ndarray  # uint8 [N, H, W, 3]
-    keyboard: np.ndarray  # float32 [N, K]
-    mouse: np.ndarray  # float32 [N, 2]
+    keyboard: Optional[np.ndarray]  # float32 [N, K]; None for a frames-only *.npz
+    mouse: Optional[np.ndarray]  # float32 [N, 2]; None for a frames-only *.npz
     name: str = ""
 
     def __post_init__(self):
@@ -28,59 +35,81 @@ class ActionEpisode:
             raise ValueError(
                 f"episode {self.name}: frames must be uint8 [N, H, W, 3], got {self.frames.shape}"
             )
-        if len(self.keyboard) != n or len(self.mouse) != n:
+        if (self.keyboard is None) != (self.mouse is None):
+            raise ValueError(f"episode {self.name}: keyboard and mouse must both be given or both be None")
+        if self.keyboard is not None and (len(self.keyboard) != n or len(self.mouse) != n):
             raise ValueError(
                 f"episode {self.name}: {n} frames but {len(self.keyboard)} keyboard and {len(self.mouse)} "
                 "mouse rows (one action per frame expected)"
             )
 
 
-def _npz_episodes(folder: Path) -> Iterator[ActionEpisode]:
-    for f in sorted(folder.rglob("*.npz")):
-        with np.load(f) as d:
-            if {"frames", "keyboard", "mouse"} <= set(d.files):
-                yield ActionEpisode(
-                    d["frames"], d["keyboard"].astype(np.float32), d["mouse"].astype(np.float32), str(f)
-                )
-
-
 def _shard_episodes(folder: Path) -> list[ActionEpisode]:
     """Episodes of an `engine.data` shard folder (index.json + shards); frames stay memory-mapped."""
-    if not (folder / "index.json").is_file():
-        return []
-    from engine.data.loader import DatasetShards
-
-    data = DatasetShards(folder)
+    index = read_index(folder)
+    height, width = int(index["height"]), int(index["width"])
     out = []
-    for sh, ep, s, n in data.runs():
-        shard = data.shards[sh]
-        out.append(
-            ActionEpisode(
-                shard.frames[s : s + n],
-                np.asarray(shard.keyboard[s : s + n], np.float32),
-                np.asarray(shard.mouse[s : s + n], np.float32),
-                f"{folder}/{shard.name}/episode{ep}",
+    for entry in index["shards"]:
+        shard = load_shard(folder, entry, height, width)
+        for ep, s, n in shard.episodes():
+            out.append(
+                ActionEpisode(
+                    shard.frames[s : s + n],
+                    np.asarray(shard.keyboard[s : s + n], np.float32),
+                    np.asarray(shard.mouse[s : s + n], np.float32),
+                    f"{folder}/{shard.name}/episode{ep}",
+                )
             )
-        )
     return out
 
 
-def load_action_episodes(folders: Sequence[str], height: int, width: int) -> list[ActionEpisode]:
-    """All episodes under `folders`, checked against the preset's frame size; ValueError when none."""
+def _npz_episodes(folder: Path, actions: bool) -> list[ActionEpisode]:
+    out = []
+    for f in sorted(folder.rglob("*.npz")):
+        with np.load(f) as d:
+            if "frames" not in d.files:
+                continue
+            if {"keyboard", "mouse"} <= set(d.files):
+                kb, ms = d["keyboard"].astype(np.float32), d["mouse"].astype(np.float32)
+            elif actions:
+                continue
+            else:
+                kb = ms = None
+            out.append(ActionEpisode(d["frames"], kb, ms, str(f)))
+    return out
+
+
+def read_episodes(folders: Sequence[str], actions: bool = True) -> list[ActionEpisode]:
+    """All episodes under `folders` (ValueError for a missing folder or one without episodes).
+
+    actions=False also takes `*.npz` files that hold frames only (their keyboard and mouse are None)."""
     eps: list[ActionEpisode] = []
     for name in folders:
         folder = Path(name)
         if not folder.is_dir():
             raise ValueError(f"data folder {name} does not exist")
-        found = _shard_episodes(folder) or list(_npz_episodes(folder))
+        if (folder / "index.json").is_file():
+            found = _shard_episodes(folder)
+        else:
+            found = _npz_episodes(folder, actions)
         if not found:
-            raise ValueError(
-                f"data folder {name} holds no episodes (shards, or *.npz with frames/keyboard/mouse)"
-            )
-        for ep in found:
-            if ep.frames.shape[1:3] != (height, width):
-                raise ValueError(
-                    f"episode {ep.name}: frames are {ep.frames.shape[1:3]}; preset: {(height, width)}"
-                )
+            need = "frames/keyboard/mouse" if actions else "a 'frames' array"
+            raise ValueError(f"data folder {name} holds no episodes (shards, or *.npz with {need})")
         eps.extend(found)
     return eps
+
+
+def load_action_episodes(folders: Sequence[str], height: int, width: int) -> list[ActionEpisode]:
+    """Episodes with actions under `folders` (world trainer), checked against the preset's frame size."""
+    eps = read_episodes(folders, actions=True)
+    for ep in eps:
+        if ep.frames.shape[1:3] != (height, width):
+            raise ValueError(
+                f"episode {ep.name}: frames are {ep.frames.shape[1:3]}; preset: {(height, width)}"
+            )
+    return eps
+
+
+def load_frame_episodes(folders: Sequence[str]) -> list[np.ndarray]:
+    """Frames uint8 [N, H, W, 3] of every episode under `folders` (VAE trainer; actions not needed)."""
+    return [ep.frames for ep in read_episodes(folders, actions=False)]

@@ -1,52 +1,13 @@
-"""Consecutive-frame clips for VAE training, from recorded shards or from plain `*.npz` frame files.
+"""Random consecutive-frame clips for VAE training, from episode frames (`episodes.load_frame_episodes`).
 
-Sources, per folder:
-  - a shard folder of `engine.data` (index.json; read by `engine.data.loader.DatasetShards`);
-  - otherwise every `*.npz` file with a `frames` array uint8 [N, H, W, 3] of consecutive frames.
 Clips are drawn with an explicit `torch.Generator`, so the data position is part of the RNG state and
 a resumed run sees exactly the clips an uninterrupted one would.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 import torch
-
-
-def _npz_episodes(folder: Path) -> list[np.ndarray]:
-    eps = []
-    for f in sorted(folder.rglob("*.npz")):
-        with np.load(f) as d:
-            if "frames" in d.files and d["frames"].ndim == 4:
-                eps.append(d["frames"])
-    return eps
-
-
-def _shard_episodes(folder: Path) -> list[np.ndarray]:
-    """Episodes of an engine.data shard folder as memory-mapped uint8 [N, H, W, 3] (empty if none)."""
-    if not (folder / "index.json").is_file():
-        return []
-    from engine.data.loader import DatasetShards
-
-    data = DatasetShards(folder)
-    return [data.shards[sh].frames[s : s + n] for sh, _, s, n in data.runs()]
-
-
-def load_episodes(folders: Sequence[str]) -> list[np.ndarray]:
-    """All episodes (uint8 [N, H, W, 3]) under the folders; ValueError when there are none."""
-    eps: list[np.ndarray] = []
-    for name in folders:
-        folder = Path(name)
-        if not folder.is_dir():
-            raise ValueError(f"data folder {name} does not exist")
-        found = _shard_episodes(folder) or _npz_episodes(folder)
-        if not found:
-            raise ValueError(f"data folder {name} holds no episodes (shards or *.npz with a 'frames' array)")
-        eps.extend(found)
-    return eps
 
 
 class FrameClips:
@@ -72,7 +33,7 @@ class FrameClips:
                 y0 = int(torch.randint(x.shape[1] - ch + 1, (1,), generator=gen))
                 x0 = int(torch.randint(x.shape[2] - cw + 1, (1,), generator=gen))
                 x = x[:, y0 : y0 + ch, x0 : x0 + cw]
-            clips.append(torch.from_numpy(np.ascontiguousarray(x)))
+            clips.append(torch.from_numpy(np.array(x)))  # a copy: memory-mapped frames are read-only
         v = torch.stack(clips).permute(0, 1, 4, 2, 3).float()  # [B, T, 3, H, W]
         return v / 127.5 - 1.0
 

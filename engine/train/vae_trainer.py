@@ -17,7 +17,8 @@ import torch
 from engine.config import load_preset
 from engine.train.ckpt import load_train_state, load_weights, save_train_state, save_weights, set_rng_state
 from engine.train.config import VAETrainConfig, config_to_dict
-from engine.train.frame_clips import FrameClips, load_episodes
+from engine.train.episodes import load_frame_episodes
+from engine.train.frame_clips import FrameClips
 from engine.train.losses import psnr, reconstruction_loss
 from engine.train.runtime import (
     MetricsLog,
@@ -122,7 +123,7 @@ def export_vae(
     cfg = replace(load_preset(preset).vae, checkpoint="")
     vae = load_tiny_vae(cfg, str(Path(run_dir) / "model.safetensors"))
     if calibrate:
-        calibrate_latents(vae, FrameClips(load_episodes(data), 9).fixed(clips))
+        calibrate_latents(vae, FrameClips(load_frame_episodes(data), 9).fixed(clips))
     save_vae(vae, Path(dest))
 
 
@@ -157,11 +158,11 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         raise ValueError("freeze_encoder needs init: the VAE whose encoder to keep")
     out = Path(run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = FrameClips(load_episodes(cfg.data), cfg.clip_frames, tuple(cfg.crop))
+    data = FrameClips(load_frame_episodes(cfg.data), cfg.clip_frames, tuple(cfg.crop))
     eval_clips = None
     if cfg.eval_data and run.eval_every:
         eval_clips = (
-            FrameClips(load_episodes(cfg.eval_data), cfg.clip_frames).fixed(cfg.eval_clips).to(d.device)
+            FrameClips(load_frame_episodes(cfg.eval_data), cfg.clip_frames).fixed(cfg.eval_clips).to(d.device)
         )
 
     torch.manual_seed(run.seed)
