@@ -119,3 +119,23 @@ def load_plan(wad: str, map_name: str, cell: float = 32.0) -> MapPlan:
     finally:
         g.close()
     return plan_from_sectors(sectors, cell)
+
+
+def teleport_to_spawn(world, plan: MapPlan, rng: np.random.Generator, tries: int = 20) -> bool:
+    """Warp a VizDoomWorld to a random spawn point of `plan` that really is inside the level.
+
+    A point inside a sector's outline can still lie in the void (off the BSP): there the z is -32768 or
+    the renderer stops redrawing, so a small turn leaves the frame unchanged. Such points are redrawn.
+    Returns False if no good point was found in `tries` draws (the last one stays)."""
+    turn = np.array([0.0, 0.5], np.float32)  # 7.5 degrees right, then back
+    for _ in range(tries):
+        world.teleport(*plan.random_spawn(rng))
+        if world.pose[2] < -10000:
+            continue
+        before = world.frame.copy()
+        world.advance(np.zeros(4, np.float32), turn)
+        moved = not np.array_equal(before, world.frame)
+        world.advance(np.zeros(4, np.float32), -turn)
+        if moved:
+            return True
+    return False

@@ -23,7 +23,7 @@ import numpy as np
 
 from engine.config import preset_from_dict
 from engine.data.explorer import Explorer, ExplorerConfig
-from engine.data.map_geometry import MapPlan, load_plan
+from engine.data.map_geometry import MapPlan, load_plan, teleport_to_spawn
 from engine.data.shards import CONVENTION, read_index, rebuild_index, write_shard
 from engine.worlds.vizdoom import KEYS, VizDoomWorld, find_wad, wad_maps
 
@@ -50,10 +50,7 @@ def record_episode(
     explorer = Explorer(seed, ExplorerConfig(glance_per_s=glance_per_s))
     world.start(seed=seed, map=map_name)
     if plan is not None:
-        for _ in range(20):  # a point inside a sector's outline can still be a hole in the map
-            world.teleport(*plan.random_spawn(rng))
-            if world.pose[2] > -10000:
-                break
+        teleport_to_spawn(world, plan, rng)
     for _ in range(int(rng.integers(0, warmup_max + 1))):
         world.advance(*explorer.act(world.depth, world.pose))
     out = {k: [] for k in ("frames", "keyboard", "mouse", "tic", "pose")}

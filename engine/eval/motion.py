@@ -103,3 +103,10 @@ def frame_health(frames: np.ndarray) -> dict:
         "saturated_max": float(saturated.max()),
         "motion_mean": float(motion.mean()),
     }
+
+
+def sharpness(frames: np.ndarray) -> float:
+    """Mean image-gradient magnitude (grey levels per pixel) of frames uint8 [T, H, W, 3]: blur lowers it."""
+    g = np.stack([gray(f) for f in frames]).astype(np.float64)  # [T, H, W]
+    gx, gy = np.diff(g, axis=2)[:, :-1], np.diff(g, axis=1)[:, :, :-1]
+    return float(np.sqrt(gx**2 + gy**2).mean())

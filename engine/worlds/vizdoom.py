@@ -15,9 +15,10 @@ Actions (engine.actions convention, actions[i] takes frame i to frame i+1):
     Freelook is on; the engine clamps pitch to [-32, +56] degrees (up is the smaller range), so a
     long look up stops at 32 degrees.
 
-Blocks: `step` returns `actions_needed` frames (9 for block 0, 12 after). The first returned frame is the
-current one (the start frame for block 0); every action advances the game, so the block's last action
-produces the first frame of the next block.
+Blocks: `step` returns `actions_needed` frames, the block sizes of the preset's model section (9 for
+block 0 and 12 after for the Matrix-Game layout of the `vizdoom` presets; 1 for `vizdoom-e1m1`). The
+first returned frame is the current one (the start frame for block 0); every action advances the game,
+so the block's last action produces the first frame of the next block.
 
 Doors: the action space has no use key. With `game.auto_use` the world presses USE on every frame
 that W is held, so walking into a door opens it (and walking into an exit switch ends the episode).
@@ -43,7 +44,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from engine.actions import ActionBlock, block_video_frames
+from engine.actions import ActionBlock, preset_windowing
 from engine.config import Preset, resolve_path
 from engine.worlds import WorldSpec
 
@@ -163,7 +164,11 @@ class VizDoomWorld:
                 f"preset {preset.name}: fps {preset.fps} does not match game.tics_per_frame "
                 f"{self.game_cfg.tics_per_frame} (Doom runs 35 tics/s: fps = 35 / tics_per_frame)"
             )
-        self.spec = WorldSpec(preset.name, "universal", preset.height, preset.width, preset.fps, 4, True)
+        self._windowing, self._fpb = preset_windowing(preset), preset.model.num_frame_per_block
+        block_frames = self._windowing.block_frames(1, self._fpb)
+        self.spec = WorldSpec(
+            preset.name, "universal", preset.height, preset.width, preset.fps, 4, True, block_frames
+        )
         self.run = run
         self.god = god
         self._res, self._rh, self._rw = pick_resolution(preset.height, preset.width)
@@ -221,7 +226,7 @@ class VizDoomWorld:
     # -- World protocol ---------------------------------------------------------------------------
     @property
     def actions_needed(self) -> int:
-        return block_video_frames(self._block)
+        return self._windowing.block_frames(self._block, self._fpb)
 
     @property
     def block_index(self) -> int:
