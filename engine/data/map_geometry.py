@@ -41,11 +41,13 @@ class MapPlan:
         i, j = self.cells_of(xy)
         hit[i, j] = True
         r = int(np.ceil(radius / self.cell))
+        padded = np.pad(hit, r)
         grown = np.zeros_like(hit)
+        ny, nx = hit.shape
         for di in range(-r, r + 1):
             for dj in range(-r, r + 1):
                 if (di * di + dj * dj) * self.cell**2 <= radius**2:
-                    grown |= np.roll(np.roll(hit, di, 0), dj, 1)
+                    grown |= padded[r + di : r + di + ny, r + dj : r + dj + nx]
         return grown & self.walkable
 
     def coverage(self, xy: np.ndarray, radius: float = 64.0) -> float:
@@ -54,12 +56,12 @@ class MapPlan:
 
     def spawn_cells(self) -> np.ndarray:
         """int [K, 2] (i, j) of walkable cells with all 8 neighbours walkable."""
-        w = self.walkable
-        inner = w.copy()
-        for di in (-1, 0, 1):
-            for dj in (-1, 0, 1):
-                inner &= np.roll(np.roll(w, di, 0), dj, 1)
-        inner[0, :] = inner[-1, :] = inner[:, 0] = inner[:, -1] = False
+        w = np.pad(self.walkable, 1)
+        ny, nx = self.walkable.shape
+        inner = self.walkable.copy()
+        for di in (0, 1, 2):
+            for dj in (0, 1, 2):
+                inner &= w[di : di + ny, dj : dj + nx]
         return np.argwhere(inner)
 
     def random_spawn(self, rng: np.random.Generator) -> tuple[float, float, float]:
