@@ -1,0 +1,125 @@
+"""The diagnostic ladder for a world model on recorded episodes (docs/training.md, "The E1M1 world").
+
+    python benchmarks/ladder.py --preset e1m1 --checkpoint runs/e1m1_world/ema.safetensors \
+        --data data/e1m1-eval --episodes 4 [--seconds 1,5,30,60] [--context-noise 0]
+
+For each episode of a shard folder (the real frames and the actions that made them):
+- teacher-forced one step: the session starts from real frame p - 1 and generates frame p under the
+  recorded action, at `--positions` random p; PSNR against real frame p, beside copying frame p - 1;
+- free rollout: the session starts from frame 0 and plays the recorded actions; PSNR against the real
+  frame and sharpness (mean image gradient, generated / real over the second before) at each
+  `--seconds` mark, beside repeating frame 0.
+Prints a table and writes --json. Machine, dtype and sampler steps are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from dataclasses import replace
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from engine.actions import ActionBlock  # noqa: E402
+from engine.data.shards import read_index  # noqa: E402
+from engine.eval.motion import psnr, sharpness  # noqa: E402
+
+
+def play(session, actions: ActionBlock) -> np.ndarray:
+    """Continue a started session through `actions` in its own block sizes: uint8 [T, H, W, 3]."""
+    frames, used = [], 0
+    while used < len(actions):
+        n = session.actions_needed
+        block = actions.slice(used, used + n)
+        if len(block) < n:
+            block = ActionBlock.concat([block] + [block.slice(len(block) - 1, len(block))] * (n - len(block)))
+        frames.append(session.step(block))
+        used += n
+    return np.concatenate(frames)[: len(actions)]
+
+
+def episode(root: str, name: str) -> tuple[np.ndarray, ActionBlock]:
+    frames = np.load(os.path.join(root, f"{name}.frames.npy"), mmap_mode="r")
+    with np.load(os.path.join(root, f"{name}.actions.npz")) as a:
+        return frames, ActionBlock(a["keyboard"].astype(np.float32), a["mouse"].astype(np.float32))
+
+
+def teacher_forced(session, frames, actions, positions, seed: int) -> tuple[float, float]:
+    """Mean PSNR of one generated frame from the real frame before it, and of copying that frame."""
+    gen, copy = [], []
+    for k, p in enumerate(positions):
+        session.start(np.ascontiguousarray(frames[p - 1]), seed=seed + k)
+        out = play(session, actions.slice(p - 1, p + 1))  # frame p - 1 (the start), then frame p
+        gen.append(psnr(out[1], frames[p]))
+        copy.append(psnr(frames[p - 1], frames[p]))
+    return float(np.mean(gen)), float(np.mean(copy))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="e1m1")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--data", default="data/e1m1-eval")
+    p.add_argument("--episodes", type=int, default=4)
+    p.add_argument("--positions", type=int, default=16)
+    p.add_argument("--seconds", default="1,5,30,60")
+    p.add_argument("--steps", default="", help="sampler timesteps, e.g. 1000,500 (default: the preset's)")
+    p.add_argument("--context-noise", type=float, default=None, help="sampler.context_noise (timesteps)")
+    p.add_argument("--dtype", default="bf16")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default="")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from engine.config import load_preset, with_weights
+    from engine.worlds.session import load_session
+
+    preset = with_weights(load_preset(args.preset), args.checkpoint)
+    sampler = preset.sampler
+    if args.steps:
+        sampler = replace(sampler, denoising_step_list=tuple(float(s) for s in args.steps.split(",")))
+    if args.context_noise is not None:
+        sampler = replace(sampler, context_noise=args.context_noise)
+    session = load_session(replace(preset, sampler=sampler), dtype=args.dtype)
+    fps = session.spec.fps
+    marks = [float(s) for s in args.seconds.split(",") if s]
+    print(f"machine: {platform.processor() or platform.machine()} threads={torch.get_num_threads()}")
+    print(f"model: {args.preset} {args.checkpoint or preset.checkpoint} {args.dtype}; sampler "
+          f"{list(sampler.denoising_step_list)} + context pass at {sampler.context_noise}")  # fmt: skip
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for entry in read_index(args.data)["shards"][: args.episodes]:
+        frames, actions = episode(args.data, entry["name"])
+        n = len(frames)
+        pos = sorted(rng.choice(np.arange(1, n), size=min(args.positions, n - 1), replace=False).tolist())
+        tf, copy = teacher_forced(session, frames, actions, pos, args.seed)
+        horizon = min(n, int(max(marks) * fps) + 1)
+        session.start(np.ascontiguousarray(frames[0]), seed=args.seed)
+        gen = play(session, actions.slice(0, horizon))
+        row = {"episode": entry["name"], "teacher_forced": tf, "copy_last": copy}
+        for s in marks:
+            i = int(round(s * fps))
+            if i < horizon:
+                a = max(0, i - int(fps))
+                row[f"psnr_{s:g}s"] = psnr(gen[i], frames[i])
+                row[f"repeat_{s:g}s"] = psnr(frames[0], frames[i])
+                row[f"sharp_{s:g}s"] = sharpness(gen[a : i + 1]) / max(sharpness(frames[a : i + 1]), 1e-6)
+        rows.append(row)
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    keys = [k for k in rows[0] if k != "episode"]
+    mean = {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
+    print("mean: " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items()))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"rows": rows, "mean": mean, "sampler": list(sampler.denoising_step_list)}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
