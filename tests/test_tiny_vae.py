@@ -116,3 +116,14 @@ def test_ratio_mismatch_with_checkpoint_is_an_error(vae, tmp_path):
         load_tiny_vae(FRAME_CFG, str(path))
     with pytest.raises(ValueError, match="1, 2 or 4"):
         TinyVAE(VAEConfig(kind="tiny", base_dim=8, dim_mult=(1, 2, 4), temporal=3))
+
+
+@torch.no_grad()
+def test_long_encode_streams_in_chunks_for_ratio_one():
+    """The latent cache encodes long episodes in chunks; for a ratio-1 VAE too, equal to one encode."""
+    from engine.train.latent_cache import encode_long
+
+    torch.manual_seed(2)
+    vae = TinyVAE(FRAME_CFG).eval()
+    x = video(21)
+    assert torch.allclose(encode_long(vae, x, chunk=4), vae.encode(x), atol=1e-5)

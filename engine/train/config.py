@@ -69,6 +69,9 @@ class WorldTrainConfig:
     condition: str = ""  # override the preset's condition ("image" | "last_latent"); "" = the preset's
     data: tuple[str, ...] = ("data/doom2",)
     latents: str = ""  # latent cache folder; default <out_dir>/latents
+    cache_dtype: str = (
+        "fp32"  # the VAE's dtype while encoding the cache ("bf16": as a session, faster on CPU)
+    )
     max_frames: int = 0  # cache at most this many video frames (episodes spread evenly); 0 = all
     start_every: int = 3  # latents between clip starts in the cache (a multiple of num_frame_per_block)
     mode: str = "base"  # "base" (one clip) or "autoregressive" (context clip + target clip)

@@ -91,12 +91,12 @@ def condition_receptive_field(vae, height: int, width: int, probe: int = 8) -> i
 @torch.no_grad()
 def encode_long(vae, video: torch.Tensor, chunk: int = 16) -> torch.Tensor:
     """Encode a long video [1, 1 + r k, 3, H, W] in chunks of `chunk` latents when the VAE streams."""
-    if not hasattr(vae, "encode_frames") or vae.temporal != 4:
+    if not hasattr(vae, "encode_frames"):
         return vae.encode(video)
     from engine.vae.tiny_vae_blocks import interleave_first
 
     r = vae.temporal
-    padded, state, out = interleave_first(video), None, []  # [1, r(k + 1), 3, H, W]
+    padded, state, out = interleave_first(video, r), None, []  # [1, r(k + 1), 3, H, W]
     for i in range(0, padded.shape[1], r * chunk):
         z, state = vae.encode_frames(padded[:, i : i + r * chunk], state)
         out.append(z)
@@ -105,11 +105,23 @@ def encode_long(vae, video: torch.Tensor, chunk: int = 16) -> torch.Tensor:
 
 @torch.no_grad()
 def build_latent_cache(
-    vae, vae_cfg, episodes: list[ActionEpisode], out: Path, start_every: int, min_latents: int, batch: int = 4
+    vae,
+    vae_cfg,
+    episodes: list[ActionEpisode],
+    out: Path,
+    start_every: int,
+    min_latents: int,
+    batch: int = 4,
+    dtype: torch.dtype = torch.float32,
 ) -> LatentCache:
-    """Encode `episodes` with `vae` (fp32, eval, on its own device) and write `out/latents.safetensors`."""
+    """Encode `episodes` with `vae` (eval, on its own device) in `dtype` and write `out/latents.safetensors`.
+
+    bf16 is how a session runs the VAE and several times faster on a CPU than fp32; the fingerprint is
+    the fp32 weights' either way. The VAE is handed back in fp32."""
     from safetensors.torch import save_file
 
+    fingerprint = vae_fingerprint(vae, vae_cfg)
+    vae.to(dtype)
     dev, r_t = next(vae.parameters()).device, vae.temporal  # r_t video frames per latent
     h, w = episodes[0].frames.shape[1:3]
     r = condition_receptive_field(vae, h, w)
@@ -142,15 +154,16 @@ def build_latent_cache(
         imgs = torch.stack(start_imgs[i : i + batch])  # [b, 3, H, W]
         conds.append(vae.condition_stream(imgs.to(dev)).next(r + 1).float().cpu())
     cond = torch.cat(conds)  # [Ns, r + 1, C, h, w]
+    vae.float()
     meta = {
-        "vae": vae_fingerprint(vae, vae_cfg),
+        "vae": fingerprint,
         "height": h,
         "width": w,
         "receptive": r,
         "clip_latents": min_latents,
     }
     tensors = {
-        "latents": torch.cat(lat),
+        "latents": torch.cat(lat).contiguous(),  # the VAE runs channels_last
         "starts": torch.tensor(starts, dtype=torch.int64),
         "start_cond": cond[:, :r].to(torch.bfloat16).contiguous(),
         "gray_cond": cond[0, r].to(torch.bfloat16).contiguous(),

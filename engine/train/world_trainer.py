@@ -26,6 +26,7 @@ from engine.checkpoint import load_weights_into, save_checkpoint
 from engine.conditioning import check_condition
 from engine.config import Preset, load_preset
 from engine.model.causal_wan import CausalWanModel
+from engine.model.layers import parse_dtype
 from engine.scheduler import sampling_timesteps
 from engine.train.ckpt import load_train_state, load_weights, save_train_state, set_rng_state
 from engine.train.config import WorldTrainConfig, config_to_dict
@@ -106,8 +107,9 @@ def load_or_build_cache(cfg: WorldTrainConfig, preset: Preset, d: Dist):
             fpb = preset.model.num_frame_per_block
             clip = sequence_latents(cfg) + fpb  # room for a random block offset
             build_latent_cache(  # encoded on the training device (a GPU when there is one)
-                vae.to(d.device), preset.vae, episodes, folder, start_every=cfg.start_every, min_latents=clip
-            )
+                vae.to(d.device), preset.vae, episodes, folder, start_every=cfg.start_every, min_latents=clip,
+                dtype=parse_dtype(cfg.cache_dtype),
+            )  # fmt: skip
             vae.cpu()
         barrier(d)
     return load_latent_cache(folder, fp, preset.height, preset.width), vae
