@@ -46,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from engine.actions import ActionBlock, block_video_frames  # noqa: E402
 from engine.config import load_preset  # noqa: E402
 from engine.eval.motion import block_motion, frame_health, psnr, sharpness  # noqa: E402
+from engine.worlds import play  # noqa: E402
 
 YAW = 0.15  # 2.25 degrees per frame, a moderate turn
 COMMANDS = {  # name -> (keyboard [W, S, A, D], mouse [pitch, yaw])
@@ -77,19 +78,6 @@ def scripted(num_blocks: int, rng: np.random.Generator) -> list[tuple[str, Actio
         n = block_video_frames(b)
         out.append((name, ActionBlock(np.tile(kb, (n, 1)), np.tile(mouse, (n, 1)))))
     return out
-
-
-def play(session, actions: ActionBlock) -> np.ndarray:
-    """Continue a started session through `actions` in its own block sizes: uint8 [T, H, W, 3]."""
-    frames, used = [], 0
-    while used < len(actions):
-        n = session.actions_needed
-        block = actions.slice(used, used + n)
-        if len(block) < n:  # pad the last block by holding the last action
-            block = ActionBlock.concat([block] + [block.slice(len(block) - 1, len(block))] * (n - len(block)))
-        frames.append(session.step(block))
-        used += n
-    return np.concatenate(frames)[: len(actions)]
 
 
 def real_rollout(

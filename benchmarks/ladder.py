@@ -28,19 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from engine.actions import ActionBlock  # noqa: E402
 from engine.data.shards import read_index  # noqa: E402
 from engine.eval.motion import psnr, sharpness  # noqa: E402
-
-
-def play(session, actions: ActionBlock) -> np.ndarray:
-    """Continue a started session through `actions` in its own block sizes: uint8 [T, H, W, 3]."""
-    frames, used = [], 0
-    while used < len(actions):
-        n = session.actions_needed
-        block = actions.slice(used, used + n)
-        if len(block) < n:
-            block = ActionBlock.concat([block] + [block.slice(len(block) - 1, len(block))] * (n - len(block)))
-        frames.append(session.step(block))
-        used += n
-    return np.concatenate(frames)[: len(actions)]
+from engine.worlds import play  # noqa: E402
 
 
 def episode(root: str, name: str) -> tuple[np.ndarray, ActionBlock]:

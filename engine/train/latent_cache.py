@@ -128,7 +128,9 @@ def build_latent_cache(
     lat, kb, ms, starts, start_imgs = [], [], [], [], []
     ep_l0, ep_f0, ep_n = [], [], []
     n_lat = n_frm = 0
-    for _e, ep in enumerate(episodes):
+    from tqdm import tqdm
+
+    for ep in tqdm(episodes, desc="encoding episodes", unit="episode", mininterval=10):
         k = (len(ep.frames) - 1) // r_t  # use 1 + r k frames
         if k + 1 < min_latents:
             continue
@@ -142,7 +144,7 @@ def build_latent_cache(
         idx = len(ep_n)
         for j0 in range(0, k + 1 - min_latents + 1, start_every):
             starts.append((idx, j0))
-            start_imgs.append(video[0, r_t * j0])
+            start_imgs.append(video[0, r_t * j0].clone())  # not a view: it would keep the episode alive
         ep_l0.append(n_lat)
         ep_f0.append(n_frm)
         ep_n.append(k + 1)

@@ -60,6 +60,22 @@ class World(Protocol):
 WORLDS = ("model", "vizdoom")
 
 
+def play(world: World, actions: ActionBlock) -> np.ndarray:
+    """Continue a started world through `actions` in its block sizes: uint8 [T, H, W, 3], T = len(actions).
+
+    The last block is padded by repeating the last action and the surplus frames are dropped."""
+    frames, used = [], 0
+    while used < len(actions):
+        n = world.actions_needed
+        block = actions.slice(used, used + n)
+        if len(block) < n:
+            pad = block.slice(len(block) - 1, len(block))
+            block = ActionBlock.concat([block] + [pad] * (n - len(block)))
+        frames.append(world.step(block))
+        used += n
+    return np.concatenate(frames)[: len(actions)]
+
+
 def build_world(
     preset: Union[str, Preset], checkpoint: Optional[str] = None, device: str = "cpu", dtype: str = "bf16"
 ) -> World:

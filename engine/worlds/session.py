@@ -37,7 +37,7 @@ from engine.config import Preset, load_preset, with_weights
 from engine.model.layers import parse_dtype
 from engine.scheduler import add_noise, check_sampler, sample, sampling_timesteps
 from engine.vae.protocol import VideoVAE
-from engine.worlds import WorldSpec
+from engine.worlds import WorldSpec, play
 
 
 class WorldModelSession:
@@ -162,16 +162,7 @@ class WorldModelSession:
         The last block is padded by repeating the last action and the surplus frames are dropped.
         """
         self.start(image, seed)
-        frames, used = [], 0
-        while used < len(actions):
-            n = self.actions_needed
-            block = actions.slice(used, used + n)
-            if len(block) < n:
-                pad = block.slice(len(block) - 1, len(block))
-                block = ActionBlock.concat([block] + [pad] * (n - len(block)))
-            frames.append(self.step(block))
-            used += n
-        return np.concatenate(frames)[: len(actions)]
+        return play(self, actions)
 
     # --- internals ---------------------------------------------------------------------------------
 
