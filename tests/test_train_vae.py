@@ -75,5 +75,8 @@ def test_ratio_one_vae_trains_on_single_frames(synthetic_data, tmp_path):
     cfg = vae_cfg(synthetic_data, out, f"preset={preset}", "clip_frames=3", "run.steps=60", "run.log_every=1")
     train_vae(cfg)
     assert read_tiny_vae_config(str(out / "model.safetensors"))["temporal"] == 1
+    from engine.train.config import VAETrainConfig, load_train_config
+
+    assert load_train_config(VAETrainConfig, str(out / "config.yaml")) == cfg  # the run's config is YAML
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert sum(losses[-10:]) < 0.9 * sum(losses[:10])

@@ -114,5 +114,6 @@ def load_train_config(cls: type[T], path: Optional[str], overrides: Sequence[str
         raise ValueError(f"invalid training config {where}: {str(e).splitlines()[0]}") from None
 
 
-def config_to_dict(cfg) -> dict:
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+def config_to_yaml(cfg) -> str:
+    """A training config as YAML that `--config` reads back (the run folder's config.yaml)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))

@@ -16,7 +16,7 @@ import torch
 
 from engine.config import load_preset
 from engine.train.ckpt import load_train_state, load_weights, save_train_state, save_weights, set_rng_state
-from engine.train.config import VAETrainConfig, config_to_dict
+from engine.train.config import VAETrainConfig, config_to_yaml
 from engine.train.episodes import load_frame_episodes
 from engine.train.frame_clips import FrameClips
 from engine.train.losses import psnr, reconstruction_loss
@@ -187,7 +187,7 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         init_pca(vae, data.sample(16, torch.Generator().manual_seed(run.seed)))
     log = MetricsLog(out / "metrics.jsonl", d.main)
     if d.main:
-        (out / "config.yaml").write_text(str(config_to_dict(cfg)))
+        (out / "config.yaml").write_text(config_to_yaml(cfg))
     bar = progress(run.steps, step, d.main and run.progress, "vae")
     speed, last_save, last = Throughput(), time.time(), {}
     while step < run.steps and not (run.stop_after and step >= run.stop_after):

@@ -29,7 +29,7 @@ from engine.model.causal_wan import CausalWanModel
 from engine.model.layers import parse_dtype
 from engine.scheduler import sampling_timesteps
 from engine.train.ckpt import load_train_state, load_weights, save_train_state, set_rng_state
-from engine.train.config import WorldTrainConfig, config_to_dict
+from engine.train.config import WorldTrainConfig, config_to_yaml
 from engine.train.ema import EMA
 from engine.train.episodes import load_action_episodes
 from engine.train.latent_cache import CACHE_FILE, build_latent_cache, load_latent_cache, vae_fingerprint
@@ -189,7 +189,7 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         step = state["step"]
     log = MetricsLog(out / "metrics.jsonl", d.main)
     if d.main:
-        (out / "config.yaml").write_text(str(config_to_dict(cfg)))
+        (out / "config.yaml").write_text(config_to_yaml(cfg))
     bar = progress(run.steps, step, d.main and run.progress, f"world/{cfg.mode}")
     speed, last_save, last = Throughput(), time.time(), {}
     few_t = sampling_timesteps(preset.sampler)  # the sampler's timesteps, once per run
