@@ -136,3 +136,26 @@ def test_session_without_context_noise_is_unchanged_by_the_level_channel():
     passes = len(s.timesteps) + 1
     assert bool((calls[passes][1][:, :, LEVEL_CHANNEL] == 0).all())
     assert bool((calls[passes - 1][2] == 0).all())
+
+
+def test_one_frame_blocks_start_from_the_exact_start_latent():
+    """fpb 1 + last_latent: block 0 is the start image's latent (no denoising), and block 1 is anchored
+    on exactly that latent, as training sees position 0."""
+    from engine.worlds.session import load_session
+
+    torch.manual_seed(0)
+    preset = load_preset(PRESET)
+    action = replace(preset.model.action, vae_time_compression_ratio=1)
+    model = replace(preset.model, num_frame_per_block=1, local_attn_size=4, action=action)
+    vae = replace(preset.vae, temporal=1)
+    s = load_session(replace(preset, condition="last_latent", model=model, vae=vae), dtype="fp32")
+    calls = record_forward(s)
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    s.start(image, seed=0)
+    start_latent = s._anchor.clone()
+    zero = ActionBlock(np.zeros((1, 4), np.float32), np.zeros((1, 2), np.float32))
+    s.step(zero)
+    assert len(calls) == 1 and torch.equal(calls[0][0], start_latent)  # only the context pass ran
+    s.step(zero)
+    assert len(calls) == 1 + len(s.timesteps) + 1
+    assert torch.equal(calls[1][1][:, :, MASK_CHANNELS:], start_latent)

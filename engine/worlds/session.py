@@ -9,6 +9,8 @@ the Matrix-Game 2.0 streaming pipeline:
      (Matrix-Game: context_noise 0), or x0 noised to that level with fresh noise (GameNGen-style);
   4. streaming VAE decode of the block's latents (1 + r(F - 1) video frames for block 0, r F later; 9
      and 12 for the VAE ratio r = 4 and F = 3 latents per block).
+With one-frame blocks and `last_latent`, block 0 is the start image's latent itself (nothing to
+generate: training sees position 0 as that exact latent), so the first new frame is anchored on it.
 cond_concat is the preset's `condition`: Matrix-Game's [image, gray...] stream ("image"), or the last
 latent of the previous block as its context pass saw it, with that noise level in the mask
 ("last_latent"; the start image's latent, level 0, for block 0).
@@ -137,7 +139,10 @@ class WorldModelSession:
         else:
             cond = None if self._condition is None else self._condition.next(self.frames_per_block)
         velocity = self._velocity_fn(cond, mouse_w, keyboard_w, start)
-        x0 = self._denoise(velocity)
+        if start == 0 and self.frames_per_block == 1 and self._anchor is not None:
+            x0 = self._anchor.clone()  # one-frame blocks: block 0 is the start image, exactly
+        else:
+            x0 = self._denoise(velocity)
         context_t = torch.full(x0.shape[:2], context_noise, device=self.device)
         x_ctx = x0
         if context_noise > 0:  # GameNGen-style: the context is held at a small noise level
