@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -17,6 +18,7 @@ from app.action_file import fit_actions, load_action_file
 from app.bench_actions import bench_actions
 from app.errors import NoDisplayError
 from app.keymaps import keys_help
+from app.out_folder import check_no_links, claim_out_dir, same_folder
 from app.start_images import StartImages, file_sha256
 from engine.actions import ActionBlock
 from engine.config import Preset, list_presets, load_preset, preset_to_dict, with_weights
@@ -61,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--frames", type=int, help="video frames to generate headless (default: the action file's length)"
     )
     p.add_argument("--out", metavar="DIR", help="output folder for --headless and --replay")
+    p.add_argument(
+        "--force", action="store_true", help="let --headless/--replay overwrite a recording already in --out"
+    )
     p.add_argument("--loop-actions", action="store_true", help="repeat an action file shorter than --frames")
     p.add_argument("--replay", metavar="DIR", help="regenerate a recording headless into --out and verify it")
     p.add_argument("--compare", action="store_true", help="real ViZDoom world and the dream side by side")
@@ -122,8 +127,8 @@ def validate(args, parser: argparse.ArgumentParser) -> None:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    if args.fps is not None and args.fps <= 0:
-        raise ValueError(f"--fps must be > 0, got {args.fps}")
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        raise ValueError(f"--fps must be a finite number > 0, got {args.fps}")
     if (args.headless or args.replay) and not args.out:
         raise ValueError("--headless and --replay need --out DIR")
     if args.actions and not args.actions.startswith("bench:") and not os.path.isfile(args.actions):
@@ -137,6 +142,12 @@ def validate(args, parser: argparse.ArgumentParser) -> None:
             raise ValueError(f"{flag}: file not found: {path}")
     if args.replay and not os.path.isdir(args.replay):
         raise ValueError(f"recording folder not found: {args.replay}")
+    if args.replay and same_folder(args.replay, args.out):
+        raise ValueError(
+            f"--out {args.out} is the recording being replayed; give another folder (it would be overwritten)"
+        )
+    if args.record:
+        check_no_links(args.record, flag="--record")
 
 
 def note_random_weights(preset) -> None:
@@ -185,6 +196,7 @@ def run(argv: Optional[list[str]] = None) -> int:
         meta["compare_preset"] = args.compare_preset
     if args.headless:
         actions, frames = scripted_actions(args, preset)
+        claim_out_dir(args.out, args.force)
         label, image = images.current()
         note_random_weights(preset)
         world = world_factory()
@@ -199,6 +211,11 @@ def run(argv: Optional[list[str]] = None) -> int:
             )[0]
         finally:
             world.close()
+        if metrics["recording_error"]:
+            print(
+                f"worldplayer: error: {args.out} is incomplete: {metrics['recording_error']}", file=sys.stderr
+            )
+            return 1
         print(
             f"worldplayer: wrote {metrics['frames']} frames to {args.out} "
             f"({metrics['generation_fps']:.1f} frames/s generated, peak RSS {metrics['peak_rss_mb']:.0f} MB)"
@@ -236,18 +253,24 @@ def run(argv: Optional[list[str]] = None) -> int:
 def _replay(args, device: str) -> int:
     from app.replay import replay_recording
 
+    claim_out_dir(args.out, args.force)
     result = replay_recording(
         args.replay, args.out, device if args.device else None, args.dtype, progress=not args.quiet
     )
+    if result.recording_error:
+        print(f"worldplayer: error: {args.out} is incomplete: {result.recording_error}", file=sys.stderr)
+        return 1
     if not result.compared:
         print(
             f"worldplayer: replayed {result.frames} frames into {args.out} "
-            "(the recording has no frame hashes)"
+            "but the recording has no frame hashes to compare",
+            file=sys.stderr,
         )
-        return 0
+        return 1
+    first = "" if result.identical else f"; block {result.first_mismatch} is the first that differs"
     print(
         f"worldplayer: replayed {result.frames} frames into {args.out}; "
-        f"{result.matched}/{result.compared} blocks identical to the recording"
+        f"{result.matched}/{result.compared} blocks identical to the recording{first}"
     )
     return 0 if result.identical else 1
 

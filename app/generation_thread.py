@@ -40,6 +40,11 @@ from engine.worlds import World
 log = logging.getLogger("worldplayer")
 
 
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def start_threshold(block_frames: int, recent_block_s: list[float], fps: float, margin: float = 1.25) -> int:
     """Queue depth (frames) below which the next block of `block_frames` frames is started."""
     if not recent_block_s or fps <= 0:
@@ -83,6 +88,7 @@ class GenerationThread(threading.Thread):
         self.gen_seconds = 0.0
         self.dream_ms: Optional[float] = None
         self.recording_dir: Optional[str] = None
+        self.record_errors: list[str] = []  # one line per recording that lost frames
         self._commands: queue.Queue = queue.Queue()
         self._inputs_seen: list = []  # InputSamples, kept only when `keep_inputs` (tests)
         self.keep_inputs = False
@@ -155,10 +161,17 @@ class GenerationThread(threading.Thread):
                 self._record_stop()
 
     def _restart(self, next_image: bool = False, image: Optional[np.ndarray] = None, label: str = "") -> None:
+        if image is None and next_image and self.rollout is not None:
+            try:
+                label, image = self.images.advance()
+            except Exception as e:  # a broken start image must not end the running session
+                self.notice = f"start image not changed: {_one_line(e)}"
+                log.warning("%s", self.notice, exc_info=not isinstance(e, ValueError))
+                return
+        elif image is None:
+            label, image = self.images.advance() if next_image else self.images.current()
         was_recording = self.recording
         self._record_stop()
-        if image is None:
-            label, image = self.images.advance() if next_image else self.images.current()
         self.session += 1
         self.frames.clear()
         self.rollout = Rollout(self.world, image, self.seed)
@@ -172,7 +185,7 @@ class GenerationThread(threading.Thread):
         try:
             label, image = self.images.dream(self.seed + self.session)
         except Exception as e:  # a failed dream must not end the session
-            self.notice = f"dream failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            self.notice = f"dream failed: {_one_line(e)}"
             log.warning("%s", self.notice, exc_info=not isinstance(e, ValueError))
             return
         self.dream_ms = (time.perf_counter() - t0) * 1000.0
@@ -181,19 +194,30 @@ class GenerationThread(threading.Thread):
     def _record_start(self) -> None:
         if self.recording or self.recorder_factory is None or self.rollout is None:
             return
-        recorder = self.recorder_factory(self.rollout, self.start_label)
+        try:
+            recorder = self.recorder_factory(self.rollout, self.start_label)
+        except (ValueError, OSError) as e:  # e.g. a link in the folder, a full disk: keep playing
+            self.notice = f"recording not started: {_one_line(e)}"
+            self.record_errors.append(self.notice)
+            log.error("%s", self.notice)
+            return
         self.rollout.attach(recorder)
         self.recording_dir = recorder.path
         log.info("recording to %s", recorder.path)
 
     def _record_stop(self) -> None:
         if self.rollout is not None and self.rollout.recorder is not None:
-            rec = self.rollout.detach()
-            log.info("recording finalised: %s (%d frames)", rec.path, rec.frames_written)
+            self._log_finalised(self.rollout.detach())
 
     def finalise(self) -> None:
         """Close the recording, if any, from whatever state the thread ended in (call after join)."""
         if self.rollout is not None and self.rollout.recorder is not None:
-            extra = {"session_error": self.error_text} if self.error is not None else None
-            rec = self.rollout.detach(extra)
+            rec = self.rollout.detach(failure=self.error_text if self.error is not None else "")
+            self._log_finalised(rec)
+
+    def _log_finalised(self, rec: Recorder) -> None:
+        if rec.failed:
+            self.record_errors.append(f"recording {rec.path} is incomplete: {rec.error_text}")
+            log.error("%s", self.record_errors[-1])
+        else:
             log.info("recording finalised: %s (%d frames)", rec.path, rec.frames_written)

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from app.action_file import block_slice
+from app.out_folder import claim_out_dir
 from app.recorder import Recorder
 from app.rollout import Rollout
 from engine.actions import ActionBlock
@@ -45,13 +46,16 @@ def run_headless(
     video_start_frame: int = 0,
     progress: bool = True,
     keys: Optional[list[list[str]]] = None,
+    force: bool = False,
 ) -> tuple[dict, Rollout]:
     """Generate `frames` video frames driven by `actions` (>= frames rows) and record them to `out_dir`.
 
     `video_start_frame` > 0 leaves the first frames out of the video (replays of recordings started
-    mid-session). Returns (metrics, rollout).
+    mid-session). An existing recording in `out_dir` is an error unless `force`. Returns (metrics,
+    rollout); `metrics["recording_error"]` is non-empty when a frame did not reach the video.
     """
     spec = world.spec
+    claim_out_dir(out_dir, force, ("metrics.json",))
     t_start = time.perf_counter()
     rollout = Rollout(world, image, seed)
     recorder = Recorder(
@@ -62,12 +66,14 @@ def run_headless(
         dict(meta, seed=seed, fps=spec.fps),
         start_image=image,
         video_start_frame=video_start_frame,
+        overwrite=force,
     )
     if video_start_frame == 0:
         rollout.attach(recorder)
     block_ms: list[float] = []
     bar = tqdm(total=frames, unit="frame", desc=f"{spec.name}", disable=not progress, dynamic_ncols=True)
     first_block_s = None
+    failure = ""
     try:
         while rollout.frame < frames:
             needed = rollout.actions_needed
@@ -85,11 +91,16 @@ def run_headless(
                 rollout.attach(recorder)
             bar.update(keep)
             bar.set_postfix(ms_block=f"{block_ms[-1]:.0f}")
+            if recorder.failed:
+                raise OSError(f"recording into {out_dir} failed: {recorder.error_text}")
+    except BaseException as e:  # noqa: B036 - the folder must say that the session ended early
+        failure = f"{type(e).__name__}: {e}".strip().splitlines()[0]
+        raise
     finally:
         bar.close()
         if rollout.recorder is None:
-            recorder.close()
-        rollout.detach()
+            recorder.close(failure=failure)
+        rollout.detach(failure=failure)
     generated = sum(b["frames"] for b in rollout.blocks)
     metrics = {
         "frames": min(frames, generated),
@@ -100,6 +111,7 @@ def run_headless(
         "first_block_ms": round(block_ms[0], 2) if block_ms else None,
         "time_to_first_frames_s": None if first_block_s is None else round(first_block_s, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "recording_error": recorder.error_text,
     }
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)

@@ -28,6 +28,7 @@ class HudStats:
     stalled: bool = False
     paused: bool = False
     recording: bool = False
+    record_failed: bool = False  # the recorder could not write a frame (shown at once, not as REC)
     start_label: str = ""
     dream_ms: Optional[float] = None
     error: str = ""
@@ -72,7 +73,8 @@ def draw_badges(surface: pygame.Surface, font: pygame.font.Font, s: HudStats) ->
     """REC / PAUSED / STALL markers in the top-right corner (shown even with the HUD off)."""
     x = surface.get_width() - 6
     for text, color, on in (
-        ("REC", (230, 40, 40), s.recording),
+        ("REC", (230, 40, 40), s.recording and not s.record_failed),
+        ("REC FAILED", (120, 0, 160), s.recording and s.record_failed),
         ("PAUSED", (240, 200, 40), s.paused),
         ("STALL", (255, 140, 0), s.stalled and not s.paused),
     ):

@@ -28,6 +28,8 @@ class ReplayResult:
     blocks: int
     matched: int  # blocks whose frame hash equals the recording's
     compared: int  # blocks the recording has a hash for
+    first_mismatch: Optional[int] = None  # the first block whose frames differ
+    recording_error: str = ""  # the replay's own recording lost frames
 
     @property
     def identical(self) -> bool:
@@ -64,6 +66,7 @@ def replay_recording(
 ) -> ReplayResult:
     """Regenerate `rec_dir` into `out_dir` and compare frame hashes block by block."""
     meta = read_meta(rec_dir)
+    recorded = _hashes(os.path.join(rec_dir, "blocks.jsonl"))  # read before anything is written
     preset = with_weights(recording_preset(meta), meta.get("checkpoint_arg"))  # older recordings
     device = device or meta.get("device", "cpu")
     dtype = dtype or meta.get("dtype", "bf16")
@@ -89,7 +92,7 @@ def replay_recording(
     spec = world.spec
     image = None
     if meta.get("start_image_file"):
-        image = read_image(os.path.join(rec_dir, meta["start_image_file"]), spec.height, spec.width)
+        image = read_image(_inside(rec_dir, meta["start_image_file"]), spec.height, spec.width)
     actions = load_action_file(os.path.join(rec_dir, "actions.jsonl"), spec.keyboard_dim, spec.has_mouse)
     keys = _keys(os.path.join(rec_dir, "actions.jsonl"))
     replay_meta = {
@@ -109,17 +112,39 @@ def replay_recording(
         keys=keys,
     )
     world.close()
-    recorded = _hashes(os.path.join(rec_dir, "blocks.jsonl"))
     matched = sum(1 for b in rollout.blocks if recorded.get(b["block"]) == b["sha256"])
     compared = sum(1 for b in rollout.blocks if b["block"] in recorded)
-    return ReplayResult(out_dir, metrics["frames"], metrics["blocks"], matched, compared)
+    differ = [
+        b["block"] for b in rollout.blocks if b["block"] in recorded and recorded[b["block"]] != b["sha256"]
+    ]
+    return ReplayResult(
+        out_dir,
+        metrics["frames"],
+        metrics["blocks"],
+        matched,
+        compared,
+        differ[0] if differ else None,
+        metrics["recording_error"],
+    )
+
+
+def _inside(rec_dir: str, name: str) -> str:
+    """A file named in meta.json, which must lie in the recording folder (a recording is self-contained)."""
+    path = os.path.realpath(os.path.join(rec_dir, name))
+    if os.path.dirname(path) != os.path.realpath(rec_dir):
+        raise ValueError(f"{rec_dir}/meta.json: start_image_file {name!r} is outside the recording folder")
+    return path
 
 
 def _hashes(path: str) -> dict[int, str]:
+    """Recorded frame hashes by block; ValueError when the file is missing or unreadable."""
     if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        return {b["block"]: b["sha256"] for b in map(json.loads, filter(str.strip, f))}
+        raise ValueError(f"{path} is missing, so the replay cannot be checked; restore it from the recording")
+    try:
+        with open(path) as f:
+            return {int(b["block"]): str(b["sha256"]) for b in map(json.loads, filter(str.strip, f))}
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a block-hash file ({type(e).__name__}: {e})") from None
 
 
 def _keys(path: str) -> Optional[list[list[str]]]:

@@ -67,8 +67,9 @@ class Rollout:
         recorder.add_history(list(self.rows), list(self.blocks))
         self.recorder = recorder
 
-    def detach(self, extra_meta: Optional[dict] = None) -> Optional[Recorder]:
+    def detach(self, extra_meta: Optional[dict] = None, failure: str = "") -> Optional[Recorder]:
+        """Stop recording and finalise the folder; `failure` (why the session ended) marks it incomplete."""
         rec, self.recorder = self.recorder, None
         if rec is not None:
-            rec.close(extra_meta)
+            rec.close(extra_meta, failure=failure)
         return rec

@@ -26,6 +26,7 @@ from app.generation_thread import GenerationThread
 from app.hud import HudStats, draw_badges, draw_center, draw_error, draw_hud
 from app.input_state import InputState
 from app.keymaps import keymap_for
+from app.out_folder import holds_recording
 from app.recorder import Recorder
 from app.rollout import Rollout
 from app.start_images import StartImages
@@ -123,7 +124,7 @@ class App:
         if base is None:
             base = os.path.join(self.options.recordings_root, time.strftime("%Y%m%d-%H%M%S"))
         path = base if self._record_count == 1 else f"{base}_{self._record_count}"
-        while os.path.exists(os.path.join(path, "meta.json")):
+        while holds_recording(path) or os.path.islink(path):
             self._record_count += 1
             path = f"{base}_{self._record_count}"
         return path
@@ -198,6 +199,8 @@ class App:
         pygame.display.quit()
         if self.gen.error is not None:
             log.error("generation failed: %s", self.gen.error_text)
+        if self.gen.record_errors and self.exit_code == 0:
+            self.exit_code = 1  # a recording lost frames: say so in the exit code too
 
     # --- per tick ---
     def _advance_frame(self, opened: float) -> None:
@@ -328,8 +331,11 @@ class App:
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         notice = self.notice if time.perf_counter() < self._notice_until else self.gen.notice
         rec = self.gen.rollout.recorder if self.gen.rollout is not None else None
-        if rec is not None and rec.error is not None:
-            notice = f"recording failed: {rec.error}"
+        record_failed = rec is not None and rec.failed
+        if record_failed:
+            notice = f"recording failed: {rec.error_text}"
+        elif self.gen.record_errors and not notice:
+            notice = self.gen.record_errors[-1]
         spec = self.world.spec
         return HudStats(
             preset=spec.name,
@@ -350,6 +356,7 @@ class App:
             stalled=self.stalled,
             paused=self.gen.paused.is_set(),
             recording=self.gen.recording,
+            record_failed=record_failed,
             start_label=self.gen.start_label,
             dream_ms=self.gen.dream_ms,
             error=f"error: {self.gen.error_text}" if self.gen.error is not None else "",

@@ -6,11 +6,13 @@ dataclass with OmegaConf, so an unknown or misspelled key is an error, not a sil
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -110,6 +112,28 @@ class ImageEncoderConfig:
 
 
 @dataclass(frozen=True)
+class UNetConfig:
+    """A DIAMOND-style latent U-Net world (`engine.model.latent_unet`): each video frame's latent is
+    denoised from the last `context_frames` latents and their actions, EDM-preconditioned, in `steps`
+    Euler steps from `sigma_max` down a Karras schedule. A preset with this section plays it instead of
+    the CausalWanModel (whose `model` section it then ignores)."""
+
+    channels: tuple[int, ...] = (96, 160, 224)  # widths per resolution (x1, /2, /4 of the latent grid)
+    res_blocks: int = 2  # residual blocks per resolution on the way down (and up)
+    cond_dim: int = 256  # the embedding of noise level, context level and actions
+    context_frames: int = 4  # latents (and actions) the next frame is predicted from
+    keyboard_dim: int = 4
+    mouse_dim: int = 2  # 0 = no mouse
+    sigma_data: float = 0.75  # std of the normalised latents (EDM preconditioning)
+    steps: int = 3
+    sigma_min: float = 2e-3
+    sigma_max: float = 5.0
+    rho: float = 7.0
+    context_noise: float = 0.0  # sigma of the noise put on the context at play time (its level is given)
+    block_frames: int = 1  # video frames per `step` after block 0 (block 0 is the start frame)
+
+
+@dataclass(frozen=True)
 class GameConfig:
     """A real game as a world (world: vizdoom): which WAD and maps, and game tics per video frame."""
 
@@ -140,6 +164,7 @@ class Preset:
     # [start image, gray, ...]; "last_latent" = the latest clean latent before each block.
     condition: str = "image"
     game: GameConfig = field(default_factory=GameConfig)
+    unet: Optional[UNetConfig] = None  # set: the world is a latent U-Net (engine.model.latent_unet)
 
 
 def list_presets() -> list[str]:
@@ -157,14 +182,70 @@ def preset_from_dict(data: dict, name: str = "") -> Preset:
     if not preset.name:
         preset = _replace(preset, name=name)
     preset = _resolve_paths(preset)
-    act = preset.model.action
-    if preset.world == "model" and act is not None and act.vae_time_compression_ratio != preset.vae.temporal:
-        raise ValueError(
-            f"invalid preset {preset.name}: model.action.vae_time_compression_ratio "
-            f"{act.vae_time_compression_ratio} != vae.temporal {preset.vae.temporal} (the action windows "
-            "span the VAE's video frames per latent)"
-        )
+    problem = preset_problem(preset)
+    if problem:
+        raise ValueError(f"invalid preset {preset.name}: {problem}")
     return preset
+
+
+def preset_problem(preset: Preset) -> str:
+    """What makes a preset unusable, in one phrase ("" when it is fine); checked before anything is built,
+    so a bad value fails at once instead of after building a large model."""
+    if preset.world not in ("model", "vizdoom"):
+        return f"world {preset.world!r} is not 'model' or 'vizdoom'"
+    if preset.mode not in ("universal", "gta_drive", "templerun"):
+        return f"mode {preset.mode!r} is not universal, gta_drive or templerun"
+    if preset.height < 1 or preset.width < 1:
+        return f"height and width must be >= 1, got {preset.height}x{preset.width}"
+    if not (math.isfinite(preset.fps) and preset.fps > 0):
+        return f"fps must be a finite number > 0, got {preset.fps}"
+    if preset.world != "model":
+        return ""
+    m, s = preset.model, preset.sampler
+    for key in ("dim", "ffn_dim", "freq_dim", "num_heads", "num_layers", "in_dim", "out_dim"):
+        if getattr(m, key) < 1:
+            return f"model.{key} must be >= 1, got {getattr(m, key)}"
+    if m.dim % m.num_heads:
+        return f"model.dim {m.dim} is not a multiple of model.num_heads {m.num_heads}"
+    if m.num_frame_per_block < 1 or m.local_attn_size < m.num_frame_per_block:
+        return (
+            f"model.num_frame_per_block ({m.num_frame_per_block}) must be >= 1 and <= "
+            f"model.local_attn_size ({m.local_attn_size})"
+        )
+    steps = list(s.denoising_step_list)
+    if not steps or any(not (0 < t <= s.num_train_timesteps) for t in steps) or steps != sorted(steps)[::-1]:
+        return (
+            f"sampler.denoising_step_list must be decreasing timesteps in (0, {s.num_train_timesteps}], "
+            f"got {steps}"
+        )
+    if len(set(steps)) != len(steps):
+        return f"sampler.denoising_step_list repeats a timestep: {steps}"
+    if preset.vae.kind not in ("wan", "tiny"):
+        return f"vae.kind {preset.vae.kind!r} is not 'wan' or 'tiny'"
+    if preset.vae.temporal not in (1, 4):
+        return f"vae.temporal must be 1 or 4, got {preset.vae.temporal}"
+    act = m.action
+    if act is not None and act.vae_time_compression_ratio != preset.vae.temporal:
+        return (
+            f"model.action.vae_time_compression_ratio {act.vae_time_compression_ratio} != vae.temporal "
+            f"{preset.vae.temporal} (the action windows span the VAE's video frames per latent)"
+        )
+    return ""
+
+
+def image_context_problem(preset: Preset) -> str:
+    """A neural preset's CLIP branch and image encoder must agree ("" when they do, or for the game).
+
+    Checked for preset files (`load_preset`), whose dataclass defaults would otherwise build a 1.6 B
+    model before the session refuses the missing encoder."""
+    m, enc = preset.model, preset.image_encoder
+    if preset.world != "model" or m.image_context_dim is None:
+        return ""
+    if enc.kind != "clip":
+        return "model.image_context_dim is set but image_encoder.kind is not 'clip' (set one or the other)"
+    if enc.width != m.image_context_dim:
+        return f"model.image_context_dim {m.image_context_dim} != image_encoder.width {enc.width}"
+    return ""
 
 
 def _preset_path(name_or_path: str) -> Path:
@@ -178,7 +259,14 @@ def _preset_path(name_or_path: str) -> Path:
 
 def _preset_data(path: Path, seen: tuple[str, ...] = ()) -> dict:
     """A preset file's data with its `base` chain merged under it (the file's own keys win)."""
-    data = OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
+    except (OmegaConfBaseException, yaml.YAMLError) as e:
+        where = getattr(getattr(e, "problem_mark", None), "line", None)
+        at = "" if where is None else f" (line {where + 1})"
+        raise ValueError(f"preset {path}: not valid YAML{at}; fix the file") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"preset {path}: expected a mapping of keys (height: ..., model: ...), got a list")
     base = data.pop("base", None)
     if base is None:
         return data
@@ -195,7 +283,11 @@ def load_preset(name_or_path: str) -> Preset:
     `base: OTHER` in a preset file merges that preset under it, so a variant states only what differs;
     weight and start-image paths come back resolved (absolute)."""
     path = _preset_path(name_or_path)
-    return preset_from_dict(_preset_data(path), name=path.stem)
+    preset = preset_from_dict(_preset_data(path), name=path.stem)
+    problem = image_context_problem(preset)
+    if problem:
+        raise ValueError(f"invalid preset {preset.name} ({path}): {problem}")
+    return preset
 
 
 def with_weights(
