@@ -4,17 +4,23 @@
 
 `mouse` is absent for worlds without mouse input. Extra fields (raw key names, frame numbers,
 timestamps) are allowed and ignored. worldplayer writes the same format (see `app.recorder`).
+
+Ranges: keyboard values lie in [0, 1] (1 = held); mouse values in [-MOUSE_LIMIT, MOUSE_LIMIT]
+(1.0 = 15 degrees per frame, so the limit is 150 degrees per frame; 0.1 is typical). Values outside
+them are refused: the models were never trained near them and answer with black frames.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from typing import Optional
 
 import numpy as np
 
 from engine.actions import ActionBlock
+
+KEYBOARD_RANGE = (0.0, 1.0)
+MOUSE_LIMIT = 10.0
 
 
 def load_action_file(path: str, keyboard_dim: int, has_mouse: bool) -> ActionBlock:
@@ -33,6 +39,8 @@ def load_action_file(path: str, keyboard_dim: int, has_mouse: bool) -> ActionBlo
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+        except (RecursionError, ValueError) as e:  # 100k-deep nesting, an integer of 5,000 digits
+            raise ValueError(f"{where}: not a usable JSON line ({type(e).__name__})") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         keyboard.append(_numbers(obj.get("keyboard"), keyboard_dim, "keyboard", where))
@@ -51,13 +59,22 @@ def _numbers(value, n: int, key: str, where: str) -> list[float]:
     if value is None:
         raise ValueError(f'{where}: missing "{key}" (expected a list of {n} numbers)')
     if not isinstance(value, list) or len(value) != n:
-        raise ValueError(f'{where}: "{key}" must be a list of {n} numbers, got {json.dumps(value)[:60]}')
+        raise ValueError(f'{where}: "{key}" must be a list of {n} numbers, got {_show(value)}')
+    lo, hi = KEYBOARD_RANGE if key == "keyboard" else (-MOUSE_LIMIT, MOUSE_LIMIT)
     out = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f'{where}: "{key}" must hold finite numbers, got {json.dumps(value)[:60]}')
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f'{where}: "{key}" must hold finite numbers, got {_show(value)}')
+        if not lo <= v <= hi:  # also NaN and Infinity; no float(): an integer of 400 digits overflows
+            raise ValueError(f'{where}: "{key}" values must lie in [{lo:g}, {hi:g}], got {_show(value)}')
         out.append(float(v))
     return out
+
+
+def _show(value) -> str:
+    """A short JSON rendering of a bad value for an error message."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def fit_actions(actions: ActionBlock, frames: int, loop: bool, source: str = "actions") -> ActionBlock:

@@ -83,6 +83,30 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str) -> str:
+    """`device` if this torch build can run on it, else a one-line ValueError saying what to pass."""
+    import torch
+
+    try:
+        d = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {device}: this torch build ({torch.__version__}) sees no CUDA GPU; use cpu"
+            )
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+    elif d.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS is not available here; use cpu")
+    elif d.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {device}: worldplayer runs on cpu, cuda or mps")
+    return device
+
+
 def session_meta(preset: Preset, checkpoint: Optional[str], device: str, dtype: str) -> dict:
     """The parts of meta.json that describe the world (seed and start image are added per session).
 
@@ -170,7 +194,7 @@ def run(argv: Optional[list[str]] = None) -> int:
     validate(args, parser)
     threads = default_threads(args.threads)
     use_threads(threads)
-    device = args.device or default_device()
+    device = check_device(args.device) if args.device else default_device()
     if args.replay:
         return _replay(args, device)
     preset = with_weights(

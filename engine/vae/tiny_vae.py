@@ -182,15 +182,15 @@ def load_tiny_vae(
     cfg: VAEConfig, path: Optional[str] = None, device: str = "cpu", dtype: torch.dtype = torch.float32
 ) -> TinyVAE:
     """Build a TinyVAE with weights from `path` (default `cfg.checkpoint`); ValueError if mismatched."""
-    from safetensors.torch import load_file
+    from engine.vae.weights import read_state_dict
 
     vae = TinyVAE(cfg)
     path = resolve_path(path or cfg.checkpoint)
     if path:
-        try:
-            state = load_file(path)
-        except (OSError, RuntimeError) as e:
-            raise ValueError(f"cannot read tiny VAE checkpoint {path}: {e}") from None
+        expected = "a tiny-VAE .safetensors file (vae.kind: tiny)"
+        if not path.endswith(".safetensors"):
+            raise ValueError(f"{path}: not a .safetensors file; expected {expected}")
+        state = read_state_dict(path, expected)  # one-line WeightsFileError on any unreadable file
         stored = read_tiny_vae_config(path)
         mine = json.loads(vae_config_json(cfg))
         for key in ("z_dim", "base_dim", "dim_mult", "num_res_blocks", "temporal"):

@@ -42,6 +42,10 @@ from engine.vae.protocol import VideoVAE
 from engine.worlds import WorldSpec, play
 
 
+class NonFiniteLatents(ValueError):
+    """A block's latents hold NaN or Inf (broken weights or inputs): stop rather than show black frames."""
+
+
 class WorldModelSession:
     """A neural world (CausalWanModel + VideoVAE [+ CLIP]) behind the World API."""
 
@@ -143,6 +147,11 @@ class WorldModelSession:
             x0 = self._anchor.clone()  # one-frame blocks: block 0 is the start image, exactly
         else:
             x0 = self._denoise(velocity)
+        if not bool(torch.isfinite(x0).all()):  # one sync per block; NaN weights would play black frames
+            raise NonFiniteLatents(
+                f"block {self._block}: the world model produced NaN/Inf latents; the weights "
+                f"({self.checkpoint or 'random'}) or the actions are broken, so no frames were made"
+            )
         context_t = torch.full(x0.shape[:2], context_noise, device=self.device)
         x_ctx = x0
         if context_noise > 0:  # GameNGen-style: the context is held at a small noise level
