@@ -85,6 +85,7 @@ def generate(all_modes: dict, names: list[str], vae, images: range, num_classes:
         print(f"image {i} done", flush=True)
     for r in raw.values():
         r["f_hat"] = torch.cat(r["f_hat"])
+        r["stats"] = {k: np.asarray(v).tolist() for k, v in r["stats"].items()}  # plain numbers: weights_only
     return raw
 
 
@@ -155,7 +156,7 @@ def main() -> None:
             torch.save(raw, a.out)
             return
     else:
-        raw = merge([torch.load(f, weights_only=False) for f in a.merge])
+        raw = merge([torch.load(f, weights_only=True) for f in a.merge])
     clf = FrameClassifier()
     clf.load_state_dict(load_file(str(Path(a.assets) / "classifier.safetensors")))
     clf.eval()

@@ -5,11 +5,14 @@ A run folder holds:
   ema.safetensors    EMA weights (world models)
   state.pt           optimiser, LR schedule, step, data-sampler and RNG states (torch/numpy/python)
 Files are written to a temporary name and renamed, so a crash mid-save leaves the previous one intact.
+state.pt is read with `torch.load(weights_only=True)`: tensors, containers and numbers, plus numpy's
+array reconstruction for the numpy RNG state, and nothing else, so a planted pickle cannot run code.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any, Optional
@@ -61,9 +64,29 @@ def load_train_state(out_dir: Path) -> Optional[dict]:
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        with _numpy_globals():
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # a global outside the allow-list: refuse, never execute it
+        reason = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"refusing training state {path}: it holds objects other than tensors and numbers ({reason}); "
+            "delete it to start the run afresh"
+        ) from None
     except (OSError, RuntimeError, EOFError) as e:
         raise ValueError(f"cannot read training state {path}: {e}") from None
+
+
+def _numpy_globals():
+    """Allow exactly what `np.random.get_state()` pickles to (an ndarray of uint32 and its dtype)."""
+    import contextlib
+
+    multiarray = getattr(np, "_core", None) or np.core
+    allowed = [multiarray.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None:  # torch 2.4: a process-wide allow-list
+        torch.serialization.add_safe_globals(allowed)
+        return contextlib.nullcontext()
+    return safe_globals(allowed)
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -196,7 +196,7 @@ def cached_tokens(a: argparse.Namespace, split: str) -> tuple[torch.Tensor, torc
     stride = a.stride if split == "train" else 5
     cache = a.runs / f"tokens_{split}_s{stride}_{int(tok_path.stat().st_mtime)}.pt"
     if cache.is_file():
-        d = torch.load(cache)
+        d = torch.load(cache, weights_only=True)  # tensors only: a planted pickle cannot run
         return d["tokens"], d["labels"]
     frames, labels = load_frames(a.data / split)
     stride = a.stride if split == "train" else 5
