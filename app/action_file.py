@@ -13,6 +13,7 @@ them are refused: the models were never trained near them and answer with black 
 from __future__ import annotations
 
 import json
+from array import array
 from typing import Optional
 
 import numpy as np
@@ -27,10 +28,17 @@ def load_action_file(path: str, keyboard_dim: int, has_mouse: bool) -> ActionBlo
     """Read every line of an action file; ValueError naming the file and line number on bad input."""
     try:
         with open(path) as f:
-            lines = f.readlines()
+            return _parse(f, path, keyboard_dim, has_mouse)
     except OSError as e:
         raise ValueError(f"cannot read action file {path}: {e.strerror}") from None
-    keyboard, mouse = [], []
+    except UnicodeDecodeError:
+        raise ValueError(f"action file {path} is not UTF-8 text (expected JSON Lines)") from None
+
+
+def _parse(lines, path: str, keyboard_dim: int, has_mouse: bool) -> ActionBlock:
+    """Line by line into float32 arrays (4 bytes a value), so a large file is not held as Python lists."""
+    keyboard, mouse = array("f"), array("f")
+    rows = 0
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -43,16 +51,18 @@ def load_action_file(path: str, keyboard_dim: int, has_mouse: bool) -> ActionBlo
             raise ValueError(f"{where}: not a usable JSON line ({type(e).__name__})") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        keyboard.append(_numbers(obj.get("keyboard"), keyboard_dim, "keyboard", where))
+        keyboard.extend(_numbers(obj.get("keyboard"), keyboard_dim, "keyboard", where))
+        rows += 1
         if has_mouse:
             if "mouse" not in obj:
                 raise ValueError(f'{where}: missing "mouse": [pitch, yaw] (this world has mouse input)')
-            mouse.append(_numbers(obj["mouse"], 2, "mouse", where))
+            mouse.extend(_numbers(obj["mouse"], 2, "mouse", where))
         elif obj.get("mouse") is not None:
             raise ValueError(f'{where}: this world has no mouse input; drop "mouse"')
-    if not keyboard:
+    if not rows:
         raise ValueError(f"action file {path} has no actions")
-    return ActionBlock(np.array(keyboard, np.float32), np.array(mouse, np.float32) if has_mouse else None)
+    kb = np.frombuffer(keyboard, np.float32).reshape(rows, keyboard_dim)  # [T, K]
+    return ActionBlock(kb, np.frombuffer(mouse, np.float32).reshape(rows, 2) if has_mouse else None)
 
 
 def _numbers(value, n: int, key: str, where: str) -> list[float]:
@@ -77,8 +87,22 @@ def _show(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def fit_actions(actions: ActionBlock, frames: int, loop: bool, source: str = "actions") -> ActionBlock:
-    """Exactly `frames` rows: a shorter sequence is an error unless `loop` (then it repeats)."""
+class LoopedActions:
+    """`frames` rows that repeat `base` (made per block, never tiled out in memory)."""
+
+    def __init__(self, base: ActionBlock, frames: int):
+        self.base, self.frames = base, frames
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def rows(self, idx: np.ndarray) -> ActionBlock:
+        i = idx % len(self.base)
+        return ActionBlock(self.base.keyboard[i], None if self.base.mouse is None else self.base.mouse[i])
+
+
+def fit_actions(actions: ActionBlock, frames: int, loop: bool, source: str = "actions"):
+    """Exactly `frames` rows: a shorter sequence is an error unless `loop` (then it repeats lazily)."""
     if len(actions) >= frames:
         return actions.slice(0, frames)
     if not loop:
@@ -86,13 +110,14 @@ def fit_actions(actions: ActionBlock, frames: int, loop: bool, source: str = "ac
             f"{source} has {len(actions)} frames of actions but --frames is {frames}; "
             "pass --loop-actions to repeat them"
         )
-    reps = -(-frames // len(actions))
-    mouse = None if actions.mouse is None else np.tile(actions.mouse, (reps, 1))[:frames]
-    return ActionBlock(np.tile(actions.keyboard, (reps, 1))[:frames], mouse)
+    return LoopedActions(actions, frames)
 
 
-def block_slice(actions: ActionBlock, start: int, count: int) -> ActionBlock:
-    """Rows [start, start + count); rows past the end repeat the last row (surplus frames get dropped)."""
+def block_slice(actions, start: int, count: int) -> ActionBlock:
+    """Rows [start, start + count) of an ActionBlock or a lazy source with `rows(idx)`; rows past the
+    end repeat the last row (surplus frames get dropped)."""
     idx = np.minimum(np.arange(start, start + count), len(actions) - 1)
+    if hasattr(actions, "rows"):
+        return actions.rows(idx)
     mouse: Optional[np.ndarray] = None if actions.mouse is None else actions.mouse[idx]
     return ActionBlock(actions.keyboard[idx], mouse)

@@ -92,23 +92,49 @@ def _row(mode: str, name: str, keyboard_dim: int) -> tuple[np.ndarray, np.ndarra
     return kb, mouse
 
 
+class ScriptedActions:
+    """A scripted sequence of `frames` rows made on demand (`rows`), so `--frames 100000000` costs nothing
+    up front: random segments are drawn in order, as far as the run has got."""
+
+    def __init__(self, name: str, mode: str, frames: int, keyboard_dim: int, has_mouse: bool, seed: int = 0):
+        if mode not in ("universal", "gta_drive", "templerun"):
+            raise ValueError(f"no benchmark actions for mode {mode!r}")
+        self.name, self.mode, self.frames = name, mode, frames
+        self.keyboard_dim, self.has_mouse = keyboard_dim, has_mouse
+        self._rng = random.Random(seed)
+        pool = _universal_list() if mode == "universal" else _gta_list() if mode == "gta_drive" else TEMPLERUN
+        self._pool = pool
+        self._names: list[str] = []  # random: frame 0's action, then one per SEGMENT frames
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if name != "random":
+            self._row(name)  # an unknown name fails now, not at the first block
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def _row(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in self._cache:
+            self._cache[name] = _row(self.mode, name, self.keyboard_dim)
+        return self._cache[name]
+
+    def _name(self, frame: int) -> str:
+        if self.name != "random":
+            return self.name
+        segment = 0 if frame == 0 else 1 + (frame - 1) // SEGMENT
+        while len(self._names) <= segment:
+            self._names.append(self._rng.choice(self._pool))
+        return self._names[segment]
+
+    def rows(self, idx: np.ndarray) -> ActionBlock:
+        """The rows of frames `idx` (int [T]) as an ActionBlock."""
+        rows = [self._row(self._name(int(f))) for f in idx]
+        keyboard = np.stack([r[0] for r in rows]).reshape(len(rows), self.keyboard_dim)
+        mouse = np.stack([r[1] for r in rows]).reshape(len(rows), 2) if self.has_mouse else None
+        return ActionBlock(keyboard, mouse)
+
+
 def bench_actions(
     name: str, mode: str, frames: int, keyboard_dim: int, has_mouse: bool, seed: int = 0
 ) -> ActionBlock:
     """`frames` rows of the scripted sequence `name` ("random" or a named action) for an action mode."""
-    if mode not in ("universal", "gta_drive", "templerun"):
-        raise ValueError(f"no benchmark actions for mode {mode!r}")
-    if name == "random":
-        rng = random.Random(seed)
-        pool = _universal_list() if mode == "universal" else _gta_list() if mode == "gta_drive" else TEMPLERUN
-        names = [rng.choice(pool)]  # frame 0
-        names += [rng.choice(pool) for _ in range(-(-(frames - 1) // SEGMENT))]
-        rows = [_row(mode, names[0], keyboard_dim)]
-        for seg in names[1:]:
-            rows += [_row(mode, seg, keyboard_dim)] * SEGMENT
-        rows = rows[:frames]
-    else:
-        rows = [_row(mode, name, keyboard_dim)] * frames
-    keyboard = np.stack([r[0] for r in rows])
-    mouse = np.stack([r[1] for r in rows]) if has_mouse else None
-    return ActionBlock(keyboard, mouse)
+    return ScriptedActions(name, mode, frames, keyboard_dim, has_mouse, seed).rows(np.arange(frames))

@@ -15,12 +15,11 @@ import sys
 from typing import Optional
 
 from app.action_file import fit_actions, load_action_file
-from app.bench_actions import bench_actions
+from app.bench_actions import ScriptedActions
 from app.errors import NoDisplayError
 from app.keymaps import keys_help
 from app.out_folder import check_no_links, claim_out_dir, same_folder
 from app.start_images import StartImages, file_sha256
-from engine.actions import ActionBlock
 from engine.config import Preset, list_presets, load_preset, preset_to_dict, with_weights
 from engine.threads import default_threads, serial
 from engine.threads import use as use_threads
@@ -29,6 +28,7 @@ from engine.worlds import build_world
 log = logging.getLogger("worldplayer")
 DEFAULT_PRESET = "doom"
 DEFAULT_BENCH_FRAMES = 120
+MAX_FRAMES = 10**9
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,21 +134,21 @@ def action_dims(preset: Preset) -> tuple[int, bool]:
     return (act.keyboard_dim_in if act.enable_keyboard else 0), bool(act.enable_mouse)
 
 
-def scripted_actions(args, preset: Preset) -> tuple[ActionBlock, int]:
+def scripted_actions(args, preset: Preset):
     """The headless actions (exactly --frames rows) and the frame count."""
     keyboard_dim, has_mouse = action_dims(preset)
     spec = args.actions or "bench:random"
     if spec.startswith("bench:"):
         frames = args.frames or DEFAULT_BENCH_FRAMES
-        return bench_actions(spec[6:], preset.mode, frames, keyboard_dim, has_mouse, args.seed), frames
+        return ScriptedActions(spec[6:], preset.mode, frames, keyboard_dim, has_mouse, args.seed), frames
     actions = load_action_file(spec, keyboard_dim, has_mouse)
     frames = args.frames or len(actions)
     return fit_actions(actions, frames, args.loop_actions, spec), frames
 
 
 def validate(args, parser: argparse.ArgumentParser) -> None:
-    if args.frames is not None and args.frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    if args.frames is not None and not 1 <= args.frames <= MAX_FRAMES:
+        raise ValueError(f"--frames must be between 1 and {MAX_FRAMES:,} (about 2 years), got {args.frames}")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):

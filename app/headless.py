@@ -38,7 +38,7 @@ def peak_rss_mb() -> float:
 def run_headless(
     world: World,
     image: Optional[np.ndarray],
-    actions: ActionBlock,
+    actions: ActionBlock,  # or a lazy source with `rows(idx)` (app.action_file.block_slice)
     frames: int,
     out_dir: str,
     seed: int,
