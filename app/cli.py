@@ -299,21 +299,31 @@ def _replay(args, device: str) -> int:
     return 0 if result.identical else 1
 
 
-def _on_sigterm(signum, frame):  # finalise recordings on `kill`
-    raise KeyboardInterrupt
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C (every recording is finalised), exits 128 + signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):  # finalise recordings on `kill` and on a closed terminal
+    raise Terminated(signum)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of `python main.py` and the `worldplayer` console script."""
     logging.basicConfig(level=logging.INFO, format="worldplayer: %(message)s")
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C -> KeyboardInterrupt -> finalise
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _on_signal)
     try:
         return run(argv)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        code = 128 + e.signum if isinstance(e, Terminated) else 130
         print("worldplayer: interrupted; recording (if any) finalised", file=sys.stderr)
-        return 130
+        return code
     except (ValueError, OSError, NoDisplayError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"worldplayer: error: {message}", file=sys.stderr)

@@ -93,6 +93,8 @@ def run_headless(
             bar.set_postfix(ms_block=f"{block_ms[-1]:.0f}")
             if recorder.failed:
                 raise OSError(f"recording into {out_dir} failed: {recorder.error_text}")
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: a stop, not a failure; what was made is complete
+        raise
     except BaseException as e:  # noqa: B036 - the folder must say that the session ended early
         failure = f"{type(e).__name__}: {e}".strip().splitlines()[0]
         raise

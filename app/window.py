@@ -183,8 +183,8 @@ class App:
                     break
                 if max_seconds is not None and time.perf_counter() - opened > max_seconds:
                     break
-        except KeyboardInterrupt:
-            self.exit_code = 130
+        except KeyboardInterrupt as e:  # Ctrl-C 130; SIGTERM 143, SIGHUP 129 (app.cli.Terminated)
+            self.exit_code = 128 + getattr(e, "signum", 2)
         finally:
             self.close()
         del screen

@@ -308,3 +308,18 @@ def test_preset_with_a_bad_fps_is_refused_before_recording(tmp_path, capsys, fps
     assert main(argv) == 2
     assert "fps" in one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "run" / "meta.json").exists()
+
+
+# --- item 9: signals ---
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
+def test_sigterm_and_sighup_finalise_like_ctrl_c(tmp_path, sig, code):
+    out = tmp_path / "run"
+    proc = start_long_run(out)
+    wait_for_blocks(proc, out, 3)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code and "Traceback" not in err
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["complete"] is True and meta["frames"] == video_frames(out / "video.mp4") >= 9 + 12
