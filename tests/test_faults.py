@@ -323,3 +323,18 @@ def test_sigterm_and_sighup_finalise_like_ctrl_c(tmp_path, sig, code):
     assert proc.returncode == code and "Traceback" not in err
     meta = json.loads((out / "meta.json").read_text())
     assert meta["complete"] is True and meta["frames"] == video_frames(out / "video.mp4") >= 9 + 12
+
+
+def test_replay_without_block_hashes_or_with_an_outside_start_image_fails(tmp_path, capsys):
+    rec = tmp_path / "rec"
+    assert main(headless(rec, frames=10)) == 0
+    (rec / "blocks.jsonl").rename(tmp_path / "blocks.jsonl")
+    capsys.readouterr()
+    assert main(["--replay", str(rec), "--out", str(tmp_path / "a"), "--quiet"]) == 2
+    assert "blocks.jsonl is missing" in one_error_line(capsys.readouterr().err)
+    (tmp_path / "blocks.jsonl").rename(rec / "blocks.jsonl")
+    meta = json.loads((rec / "meta.json").read_text())
+    (tmp_path / "outside.png").write_bytes((rec / "start.png").read_bytes())
+    (rec / "meta.json").write_text(json.dumps(dict(meta, start_image_file="../outside.png")))
+    assert main(["--replay", str(rec), "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    assert "outside the recording folder" in one_error_line(capsys.readouterr().err)
