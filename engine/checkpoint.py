@@ -79,13 +79,48 @@ def load_weights_into(
     name = cfg.name if isinstance(cfg, Preset) else ""
     mcfg = cfg.model if isinstance(cfg, Preset) else cfg
     state, preset = load_model_state(path)
+    diffs = _config_diffs(state, mcfg)
+    if preset is not None:
+        diffs += _head_diffs(preset.get("model", {}), mcfg)
+    _load_strict(model, state, diffs, path, f"preset {name}" if name else "the model config")
+    return preset
+
+
+def load_unet_weights(model: torch.nn.Module, path: Union[str, Path], preset: Preset) -> None:
+    """Load a latent U-Net checkpoint (ours, with the preset embedded) into `model` strictly.
+
+    A DiT file or a U-Net of another shape raises CheckpointError naming what differs."""
+    path = Path(path)
+    state, file_preset = load_model_state(path)
+    trained = (file_preset or {}).get("unet")
+    if not trained:
+        raise CheckpointError(
+            f"{path.name} is not a latent U-Net world (no `unet` section in its preset); "
+            f"preset {preset.name} plays only those"
+        )
+    ours = preset_to_dict(preset)["unet"]
+    keys = ("channels", "res_blocks", "cond_dim", "context_frames", "keyboard_dim", "mouse_dim")
+    diffs = [
+        f"unet.{k} {_plain(trained.get(k))} != {_plain(ours[k])}"
+        for k in keys
+        if _plain(trained.get(k)) != _plain(ours[k])
+    ]
+    if diffs:  # the shapes that follow from them add nothing
+        raise CheckpointError(f"{path.name} does not fit preset {preset.name}: " + "; ".join(diffs))
+    _load_strict(model, state, diffs, path, f"preset {preset.name}")
+
+
+def _plain(value):
+    """JSON and dataclass forms of a config value compare equal (lists vs tuples)."""
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _load_strict(model: torch.nn.Module, state: dict, diffs: list[str], path: Path, target: str) -> None:
+    """load_state_dict(strict) after listing every way `state` does not fit (CheckpointError)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    diffs = _config_diffs(state, mcfg)
-    if preset is not None:
-        diffs += _head_diffs(preset.get("model", {}), mcfg)
     if missing or unexpected or wrong or diffs:
         parts = list(diffs)
         if missing:
@@ -95,10 +130,8 @@ def load_weights_into(
         if wrong:
             shapes = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k].shape)}" for k in wrong]
             parts.append(_listed("shape mismatches", shapes))
-        target = f"preset {name}" if name else "the model config"
         raise CheckpointError(f"{path.name} does not fit {target}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
-    return preset
 
 
 def check_conditioning(file_preset: Optional[dict], preset: Preset, path: Union[str, Path]) -> None:

@@ -125,8 +125,8 @@ class UNetConfig:
     keyboard_dim: int = 4
     mouse_dim: int = 2  # 0 = no mouse
     sigma_data: float = 0.75  # std of the normalised latents (EDM preconditioning)
-    steps: int = 3
-    sigma_min: float = 2e-3
+    steps: int = 2
+    sigma_min: float = 0.3  # the last level before 0: the final step is x0 from here
     sigma_max: float = 5.0
     rho: float = 7.0
     context_noise: float = 0.0  # sigma of the noise put on the context at play time (its level is given)
@@ -201,6 +201,8 @@ def preset_problem(preset: Preset) -> str:
         return f"fps must be a finite number > 0, got {preset.fps}"
     if preset.world != "model":
         return ""
+    if preset.unet is not None:
+        return unet_problem(preset)
     m, s = preset.model, preset.sampler
     for key in ("dim", "ffn_dim", "freq_dim", "num_heads", "num_layers", "in_dim", "out_dim"):
         if getattr(m, key) < 1:
@@ -233,13 +235,30 @@ def preset_problem(preset: Preset) -> str:
     return ""
 
 
+def unet_problem(preset: Preset) -> str:
+    """What makes a latent U-Net world preset unusable ("" when fine)."""
+    u = preset.unet
+    if not u.channels or min(u.channels) < 8 or any(c % 4 for c in u.channels):
+        return f"unet.channels must be multiples of 4 and >= 8, got {list(u.channels)}"
+    for key in ("res_blocks", "cond_dim", "context_frames", "steps", "block_frames"):
+        if getattr(u, key) < 1:
+            return f"unet.{key} must be >= 1, got {getattr(u, key)}"
+    if not (0 < u.sigma_min < u.sigma_max) or u.sigma_data <= 0 or u.rho <= 0 or u.context_noise < 0:
+        return "unet needs 0 < sigma_min < sigma_max, sigma_data > 0, rho > 0 and context_noise >= 0"
+    if preset.vae.temporal != 1:
+        return f"a unet world needs vae.temporal 1 (one latent per frame), got {preset.vae.temporal}"
+    if preset.height % 8 or preset.width % 8:
+        return f"a unet world needs height and width multiples of 8, got {preset.height}x{preset.width}"
+    return ""
+
+
 def image_context_problem(preset: Preset) -> str:
     """A neural preset's CLIP branch and image encoder must agree ("" when they do, or for the game).
 
     Checked for preset files (`load_preset`), whose dataclass defaults would otherwise build a 1.6 B
     model before the session refuses the missing encoder."""
     m, enc = preset.model, preset.image_encoder
-    if preset.world != "model" or m.image_context_dim is None:
+    if preset.world != "model" or preset.unet is not None or m.image_context_dim is None:
         return ""
     if enc.kind != "clip":
         return "model.image_context_dim is set but image_encoder.kind is not 'clip' (set one or the other)"

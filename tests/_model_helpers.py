@@ -102,7 +102,7 @@ def synthetic_cache(tmp_path, preset: str = "configs/train/presets/synthetic.yam
     """A latent cache of 2 synthetic episodes (61 frames at 64x64) for autoregressive 3+3 sequences."""
     from engine.train.config import WorldTrainConfig, load_train_config
     from engine.train.runtime import setup_dist
-    from engine.train.world_trainer import load_or_build_cache
+    from engine.train.world_trainer import cache_clip_latents, load_or_build_cache
     from engine.worlds.synthetic import record_synthetic
 
     record_synthetic(tmp_path / "data", episodes=2, frames=61, height=64, width=64)
@@ -111,5 +111,6 @@ def synthetic_cache(tmp_path, preset: str = "configs/train/presets/synthetic.yam
         [f"preset={preset}", f"data=[{tmp_path / 'data'}]", f"run.out_dir={tmp_path / 'run'}",
          "mode=autoregressive", "clip_latents=3", "context_latents=3"],
     )  # fmt: skip
-    cache, _ = load_or_build_cache(cfg, load_preset(preset), setup_dist(cfg.run))
+    p = load_preset(preset)
+    cache, _ = load_or_build_cache(cfg, p, setup_dist(cfg.run), cache_clip_latents(cfg, p))
     return cache

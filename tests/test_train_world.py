@@ -46,11 +46,11 @@ def test_batch_matches_the_session_conditioning(synthetic_data, tmp_path):
     from engine.config import load_preset
     from engine.train.runtime import setup_dist
     from engine.train.world_batch import sample_batch
-    from engine.train.world_trainer import load_or_build_cache
+    from engine.train.world_trainer import cache_clip_latents, load_or_build_cache
 
     cfg = world_cfg(synthetic_data, tmp_path / "run")
     preset = load_preset(PRESET)
-    cache, vae = load_or_build_cache(cfg, preset, setup_dist(cfg.run))
+    cache, vae = load_or_build_cache(cfg, preset, setup_dist(cfg.run), cache_clip_latents(cfg, preset))
     batch = sample_batch(cache, 1, 6, 0, torch.Generator(), clips=[1])
     from engine.train.episodes import load_action_episodes
 

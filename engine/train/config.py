@@ -95,6 +95,30 @@ class WorldTrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
 
+@dataclass(frozen=True)
+class UNetTrainConfig:
+    """`python -m engine.train unet`: a latent U-Net world (a preset with `unet`) on cached latents."""
+
+    preset: str = "e1m1"
+    data: tuple[str, ...] = ("data/e1m1",)
+    latents: str = (
+        ""  # latent cache folder (shared with `world` runs of the same VAE); default <out_dir>/latents
+    )
+    cache_dtype: str = "bf16"
+    max_frames: int = 0  # cache at most this many video frames (episodes spread evenly); 0 = all
+    start_every: int = 7  # latents between clip starts in the cache (the start samples use them)
+    context_noise_max: float = 0.7  # context latents get noise sigma ~ U(0, this), the level given (GameNGen)
+    start_share: float = 0.05  # samples whose context reaches back past a start frame, padded as in play
+    sampler_share: float = 0.5  # samples noised at one of the sampler's levels instead of the log-normal
+    loss_sigma_ref: float = (
+        1.0  # loss weight sigma^2 / (sigma^2 + this^2); 0 = plain EDM (engine.edm.loss_weight)
+    )
+    action_dropout: float = 0.0  # zero all actions of a sample with this probability
+    ema: float = 0.999
+    ema_start: int = 200
+    run: RunConfig = field(default_factory=RunConfig)
+
+
 T = TypeVar("T")
 
 

@@ -30,10 +30,10 @@ VARIANTS = {
 
 
 def evaluate_samplers(cfg: WorldTrainConfig, weights: str = "", clips: int = 4, blocks: int = 4) -> dict:
-    from engine.train.world_trainer import load_or_build_cache, training_preset
+    from engine.train.world_trainer import cache_clip_latents, load_or_build_cache, training_preset
 
     preset = training_preset(cfg)
-    cache, vae = load_or_build_cache(cfg, preset, setup_dist(cfg.run))
+    cache, vae = load_or_build_cache(cfg, preset, setup_dist(cfg.run), cache_clip_latents(cfg, preset))
     model = CausalWanModel(preset.model)
     load_weights_into(model, weights or str(Path(cfg.run.out_dir) / "ema.safetensors"), preset.model)
     picks = np.linspace(0, cache.num_clips - 1, clips).round().astype(int).tolist()

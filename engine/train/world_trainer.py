@@ -55,6 +55,11 @@ def sequence_latents(cfg: WorldTrainConfig) -> int:
     return cfg.clip_latents + (cfg.context_latents if cfg.mode == "autoregressive" else 0)
 
 
+def cache_clip_latents(cfg: WorldTrainConfig, preset: Preset) -> int:
+    """Shortest cached clip a run needs: its sequence plus one block of room for a random offset."""
+    return sequence_latents(cfg) + preset.model.num_frame_per_block
+
+
 def training_preset(cfg: WorldTrainConfig) -> Preset:
     """The preset a run trains, with the config's `condition` override applied."""
     preset = load_preset(cfg.preset)
@@ -95,8 +100,9 @@ def spread(episodes: list, max_frames: int) -> list:
     return picked or episodes[:1]
 
 
-def load_or_build_cache(cfg: WorldTrainConfig, preset: Preset, d: Dist):
-    """The latent cache for this preset's VAE: loaded when present (and checked), else encoded now."""
+def load_or_build_cache(cfg, preset: Preset, d: Dist, clip_latents: int):
+    """The latent cache for this preset's VAE: loaded when present (and checked), else encoded now with
+    clips of at least `clip_latents`. cfg: a world or unet training config (data, latents, cache fields)."""
     folder = Path(cfg.latents or Path(cfg.run.out_dir) / "latents")
     torch.manual_seed(cfg.run.seed)  # a preset without VAE weights gets the same random VAE every time
     vae = build_vae(preset.vae).float().eval()
@@ -104,10 +110,9 @@ def load_or_build_cache(cfg: WorldTrainConfig, preset: Preset, d: Dist):
     if not (folder / CACHE_FILE).is_file():
         if d.main:
             episodes = spread(load_action_episodes(cfg.data, preset.height, preset.width), cfg.max_frames)
-            fpb = preset.model.num_frame_per_block
-            clip = sequence_latents(cfg) + fpb  # room for a random block offset
             build_latent_cache(  # encoded on the training device (a GPU when there is one)
-                vae.to(d.device), preset.vae, episodes, folder, start_every=cfg.start_every, min_latents=clip,
+                vae.to(d.device), preset.vae, episodes, folder, start_every=cfg.start_every,
+                min_latents=clip_latents,
                 dtype=parse_dtype(cfg.cache_dtype),
             )  # fmt: skip
             vae.cpu()
@@ -119,7 +124,7 @@ def cache_only(cfg: WorldTrainConfig) -> dict:
     """`python -m engine.train cache`: encode the data and stop."""
     preset = training_preset(cfg)
     check_config(cfg, preset)
-    cache, _ = load_or_build_cache(cfg, preset, setup_dist(cfg.run))
+    cache, _ = load_or_build_cache(cfg, preset, setup_dist(cfg.run), cache_clip_latents(cfg, preset))
     return {"clips": cache.num_clips, "latents": int(len(cache.latents))}
 
 
@@ -163,7 +168,7 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     check_config(cfg, preset)
     out = Path(run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cache, vae = load_or_build_cache(cfg, preset, d)
+    cache, vae = load_or_build_cache(cfg, preset, d, cache_clip_latents(cfg, preset))
     fpb, n_seq = preset.model.num_frame_per_block, sequence_latents(cfg)
     max_block = max_start_block(cache, n_seq, fpb)
 
@@ -231,7 +236,7 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         bar.update(1)
         due = step % run.ckpt_every == 0 or (run.ckpt_every_s and time.time() - last_save > run.ckpt_every_s)
         if due or step == run.steps or step == run.stop_after:
-            _checkpoint(out, preset, model, ema, opt, gen, step, d)
+            save_run(out, preset, model, ema, opt, gen, step, d, lambda: CausalWanModel(preset.model))
             last_save = time.time()
         if run.sample_every and d.main and (step % run.sample_every == 0 or step == run.steps):
             from engine.train.sampling_video import write_samples
@@ -246,7 +251,9 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     return last
 
 
-def _checkpoint(out: Path, preset: Preset, model, ema: EMA, opt, gen, step: int, d: Dist) -> None:
+def save_run(out: Path, preset: Preset, model, ema: EMA, opt, gen, step: int, d: Dist, build) -> None:
+    """model.safetensors + ema.safetensors (the preset embedded, as shipped) + the training state;
+    build() makes an empty model of the same shape for the EMA weights."""
     states = [gen.get_state()]
     if d.world > 1:
         import torch.distributed as dist
@@ -257,7 +264,6 @@ def _checkpoint(out: Path, preset: Preset, model, ema: EMA, opt, gen, step: int,
         shipped = replace(preset, checkpoint="")
         save_checkpoint(out / "model.safetensors.tmp", model, shipped)
         (out / "model.safetensors.tmp").replace(out / "model.safetensors")
-        ema_model = ema.copy_to(CausalWanModel(preset.model))
-        save_checkpoint(out / "ema.safetensors.tmp", ema_model, shipped)
+        save_checkpoint(out / "ema.safetensors.tmp", ema.copy_to(build()), shipped)
         (out / "ema.safetensors.tmp").replace(out / "ema.safetensors")
         save_train_state(out, {"optimizer": opt.state_dict(), "sampler": states, "step": step})

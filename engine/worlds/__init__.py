@@ -1,7 +1,8 @@
 """Worlds: what the app (and the data recorder) sees of any world, neural or real, and the one factory.
 
-Modules: `session` (the neural `WorldModelSession`), `vizdoom` (the real game through ViZDoom),
-`synthetic` (a scrolling-texture world for tests). `build_world(preset)` dispatches on `preset.world`.
+Modules: `session` (the Matrix-Game `WorldModelSession`), `unet_session` (the latent U-Net world),
+`vizdoom` (the real game through ViZDoom), `synthetic` (a scrolling-texture world for tests).
+`build_world(preset)` dispatches on `preset.world` and `preset.unet`.
 
 A world starts from a start image (worlds with their own start state, such as the ViZDoom world,
 may ignore it) and then advances one block at a time: `step` takes the actions for exactly
@@ -60,6 +61,17 @@ class World(Protocol):
 WORLDS = ("model", "vizdoom")
 
 
+def preset_block_frames(preset: Preset, block_index: int) -> int:
+    """Video frames of a block of the preset's neural world (its real-game twin uses the same layout):
+    a U-Net world's block 0 is the start frame, later blocks `unet.block_frames`; a Matrix-Game model's
+    blocks follow its latent blocks and VAE ratio (`engine.actions.Windowing.block_frames`)."""
+    if preset.unet is not None:
+        return 1 if block_index == 0 else preset.unet.block_frames
+    from engine.actions import preset_windowing
+
+    return preset_windowing(preset).block_frames(block_index, preset.model.num_frame_per_block)
+
+
 def play(world: World, actions: ActionBlock) -> np.ndarray:
     """Continue a started world through `actions` in its block sizes: uint8 [T, H, W, 3], T = len(actions).
 
@@ -79,7 +91,8 @@ def play(world: World, actions: ActionBlock) -> np.ndarray:
 def build_world(
     preset: Union[str, Preset], checkpoint: Optional[str] = None, device: str = "cpu", dtype: str = "bf16"
 ) -> World:
-    """The world a preset describes: the real game for `world: vizdoom`, else the neural session.
+    """The world a preset describes: the real game for `world: vizdoom`, the latent U-Net world for a
+    preset with a `unet` section, else the Matrix-Game streaming session.
 
     checkpoint: world-model weights instead of the preset's (`engine.config.with_weights`); a preset
     without weights runs random ones, seeded so every process (and a replay) gets the same ones.
@@ -95,6 +108,10 @@ def build_world(
         return VizDoomWorld(preset)
     if preset.world != "model":
         raise ValueError(f"preset {preset.name}: unknown world {preset.world!r}; expected one of {WORLDS}")
+    if preset.unet is not None:
+        from engine.worlds.unet_session import load_unet_session
+
+        return load_unet_session(preset, checkpoint, device=device, dtype=dtype)
     from engine.worlds.session import load_session
 
     return load_session(preset, checkpoint, device=device, dtype=dtype)

@@ -15,7 +15,7 @@ Actions (engine.actions convention, actions[i] takes frame i to frame i+1):
     Freelook is on; the engine clamps pitch to [-32, +56] degrees (up is the smaller range), so a
     long look up stops at 32 degrees.
 
-Blocks: `step` returns `actions_needed` frames, the block sizes of the preset's model section (9 for
+Blocks: `step` returns `actions_needed` frames, the block sizes of the preset's neural world (9 for
 block 0 and 12 after for the Matrix-Game layout of the `vizdoom` presets; 1 for `vizdoom-e1m1`). The
 first returned frame is the current one (the start frame for block 0); every action advances the game,
 so the block's last action produces the first frame of the next block.
@@ -44,9 +44,9 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from engine.actions import ActionBlock, preset_windowing
+from engine.actions import ActionBlock
 from engine.config import Preset, resolve_path
-from engine.worlds import WorldSpec
+from engine.worlds import WorldSpec, preset_block_frames
 
 DEGREES_PER_UNIT = 15.0  # mouse 1.0 = 15 degrees per video frame
 WARMUP_TICS = 10  # ZDoom ignores turning for the first 8 tics of a level; frame 0 comes after these
@@ -164,8 +164,7 @@ class VizDoomWorld:
                 f"preset {preset.name}: fps {preset.fps} does not match game.tics_per_frame "
                 f"{self.game_cfg.tics_per_frame} (Doom runs 35 tics/s: fps = 35 / tics_per_frame)"
             )
-        self._windowing, self._fpb = preset_windowing(preset), preset.model.num_frame_per_block
-        block_frames = self._windowing.block_frames(1, self._fpb)
+        block_frames = preset_block_frames(preset, 1)
         self.spec = WorldSpec(
             preset.name, "universal", preset.height, preset.width, preset.fps, 4, True, block_frames
         )
@@ -226,7 +225,7 @@ class VizDoomWorld:
     # -- World protocol ---------------------------------------------------------------------------
     @property
     def actions_needed(self) -> int:
-        return self._windowing.block_frames(self._block, self._fpb)
+        return preset_block_frames(self.preset, self._block)
 
     @property
     def block_index(self) -> int:

@@ -1,0 +1,267 @@
+"""The latent U-Net world: EDM maths, the session's causality and determinism, training batches that
+match what a session feeds the model, resume, checkpoint errors, and that a trained model follows keys."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from engine.actions import ActionBlock
+from engine.config import load_preset
+
+PRESET = "configs/train/presets/synthetic_unet.yaml"
+
+
+def test_denoise_returns_x0_when_the_network_outputs_the_training_target():
+    from engine.edm import denoise, training_target
+
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 4, 5, 6, generator=g), torch.randn(3, 4, 5, 6, generator=g)
+    sigma = torch.tensor([0.01, 0.7, 20.0])
+    x = x0 + sigma[:, None, None, None] * noise
+    target = training_target(x0, x, sigma, 0.75)
+    out, f = denoise(
+        lambda *a: target, x, sigma, torch.zeros(3, 2, 4, 5, 6), torch.zeros(3), torch.zeros(3, 2, 6), 0.75
+    )
+    torch.testing.assert_close(out, x0, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(f, target)
+
+
+def test_karras_sigmas_run_from_max_to_min_then_zero():
+    from engine.edm import karras_sigmas
+
+    cfg = load_preset("e1m1").unet
+    s = karras_sigmas(cfg)
+    assert len(s) == cfg.steps + 1 and s[-1] == 0
+    assert float(s[0]) == pytest.approx(cfg.sigma_max, rel=1e-5) and float(s[-2]) == pytest.approx(
+        cfg.sigma_min, rel=1e-5
+    )
+    assert bool((s[:-1] > s[1:]).all())
+
+
+def random_session(block_frames: int = 3, weight_scale: float = 0.05):
+    """A session of the synthetic U-Net preset with all weights random (the zero-initialised output
+    layers too, so actions and context change the output)."""
+    from engine.model.latent_unet import LatentUNet
+    from engine.vae.factory import build_vae
+    from engine.worlds.unet_session import UNetWorldSession
+
+    preset = load_preset(PRESET)
+    preset = replace(preset, unet=replace(preset.unet, block_frames=block_frames))
+    torch.manual_seed(0)
+    model = LatentUNet(preset.unet, preset.vae.z_dim)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * weight_scale)
+    return UNetWorldSession(preset, model, build_vae(preset.vae), dtype="fp32")
+
+
+def actions(n: int, seed: int = 0) -> ActionBlock:
+    rng = np.random.default_rng(seed)
+    return ActionBlock(
+        (rng.random((n, 4)) > 0.5).astype(np.float32), rng.normal(0, 0.3, (n, 2)).astype(np.float32)
+    )
+
+
+def start_image(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+
+
+def test_block_size_does_not_change_the_frames():
+    """Frames are generated one at a time: blocks of 3 and blocks of 1 give identical video."""
+    from engine.worlds import play
+
+    a = actions(10)
+    videos = []
+    for block in (1, 3):
+        s = random_session(block)
+        s.start(start_image(), seed=5)
+        videos.append(play(s, a))
+    assert videos[0].shape == (10, 64, 64, 3)
+    np.testing.assert_array_equal(videos[0], videos[1])
+
+
+def test_an_action_changes_only_the_frames_after_it():
+    """actions[i] takes frame i to i + 1: changing it leaves frames 0..i alone and changes frame i + 1."""
+    from engine.worlds import play
+
+    s = random_session(1)
+    a = actions(8)
+    s.start(start_image(), seed=1)
+    base = play(s, a)
+    b = ActionBlock(a.keyboard.copy(), a.mouse.copy())
+    b.keyboard[4] = 1.0 - b.keyboard[4]
+    b.mouse[4] += 1.0
+    s.start(start_image(), seed=1)
+    changed = play(s, b)
+    np.testing.assert_array_equal(base[:5], changed[:5])
+    assert np.abs(base[5].astype(int) - changed[5].astype(int)).mean() > 0.5
+
+
+def test_session_is_deterministic_per_seed_and_starts_on_the_image_latent():
+    from engine.worlds import play
+
+    s = random_session()
+    a = actions(7)
+    runs = []
+    for seed in (3, 3, 4):
+        s.start(start_image(), seed=seed)
+        runs.append(play(s, a))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0][1:], runs[2][1:])
+    np.testing.assert_array_equal(runs[0][0], runs[2][0])  # frame 0 is the start image's latent, decoded
+
+
+@pytest.fixture(scope="module")
+def synthetic_cache(tmp_path_factory):
+    from engine.train.config import UNetTrainConfig, load_train_config
+    from engine.train.runtime import setup_dist
+    from engine.train.world_trainer import load_or_build_cache
+    from engine.worlds.synthetic import record_synthetic
+
+    tmp = tmp_path_factory.mktemp("unet_cache")
+    record_synthetic(tmp / "data", episodes=2, frames=30, height=64, width=64)
+    cfg = load_train_config(
+        UNetTrainConfig,
+        None,
+        [f"preset={PRESET}", f"data=[{tmp / 'data'}]", f"run.out_dir={tmp / 'run'}", "start_every=5"],
+    )
+    cache, vae = load_or_build_cache(cfg, load_preset(PRESET), setup_dist(cfg.run), 4)
+    return cache, vae
+
+
+def test_training_samples_are_consecutive_latents_and_their_actions(synthetic_cache):
+    from engine.train.unet_batch import UNetSampler
+
+    cache, _ = synthetic_cache
+    sampler = UNetSampler(cache, 2)
+    b = sampler.sample(64, torch.Generator().manual_seed(0))
+    rows = torch.cat([cache.keyboard, cache.mouse], dim=1)
+    for i in range(8):
+        hits = [j for j in range(len(cache.latents)) if torch.equal(cache.latents[j].float(), b.target[i])]
+        assert len(hits) == 1
+        j = hits[0]
+        ep = int((cache.ep_latent0 <= j).nonzero().max())
+        p = j - int(cache.ep_latent0[ep])  # frame index in the episode (temporal 1)
+        assert p >= 2
+        torch.testing.assert_close(b.context[i], cache.latents[j - 2 : j].float())
+        f = int(cache.ep_frame0[ep]) + p
+        torch.testing.assert_close(b.actions[i], rows[f - 2 : f])
+
+
+def test_start_samples_match_what_a_session_feeds_the_model(synthetic_cache):
+    """Right after a start frame, training pads the context with the start frame encoded alone and gives
+    zero actions before it, as `UNetWorldSession` does with its start image."""
+    from engine.train.unet_batch import UNetSampler
+
+    cache, vae = synthetic_cache
+    sampler = UNetSampler(cache, 2)
+    b = sampler.sample(32, torch.Generator().manual_seed(1), start_share=1.0)
+    hits = 0
+    for i in range(32):
+        for c in range(cache.num_clips):
+            start = cache.start_cond[c, 0].float()
+            if torch.equal(b.context[i, 0], start) and torch.equal(b.context[i, 1], start):  # p = 1
+                ep, j0 = cache.starts[c].tolist()
+                f0 = int(cache.ep_frame0[ep]) + j0
+                assert torch.equal(b.actions[i, 0], torch.zeros(6))
+                torch.testing.assert_close(b.actions[i, 1], torch.cat([cache.keyboard[f0], cache.mouse[f0]]))
+                hits += 1
+                break
+    assert hits > 0
+
+
+def test_resume_continues_exactly(tmp_path):
+    from engine.train.ckpt import load_weights
+    from engine.train.config import UNetTrainConfig, load_train_config
+    from engine.train.unet_trainer import train_unet
+    from engine.worlds.synthetic import record_synthetic
+
+    record_synthetic(tmp_path / "data", episodes=2, frames=20, height=64, width=64)
+    base = [f"preset={PRESET}", f"data=[{tmp_path / 'data'}]", f"latents={tmp_path / 'lat'}",
+            "run.batch_size=4", "run.steps=6", "run.progress=false", "run.log_every=1", "ema_start=0",
+            "start_share=0.3"]  # fmt: skip
+    train_unet(load_train_config(UNetTrainConfig, None, base + [f"run.out_dir={tmp_path / 'a'}"]))
+    b = base + [f"run.out_dir={tmp_path / 'b'}"]
+    train_unet(load_train_config(UNetTrainConfig, None, b + ["run.stop_after=3"]))
+    train_unet(load_train_config(UNetTrainConfig, None, b))
+    for name in ("model.safetensors", "ema.safetensors"):
+        wa, wb = load_weights(tmp_path / "a" / name), load_weights(tmp_path / "b" / name)
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
+
+
+def test_checkpoint_for_another_world_is_refused_in_one_line(tmp_path):
+    from engine.checkpoint import CheckpointError, save_checkpoint
+    from engine.model.causal_wan import CausalWanModel
+    from engine.model.latent_unet import LatentUNet
+    from engine.worlds.unet_session import load_unet_session
+
+    dit_preset = load_preset("configs/train/presets/synthetic.yaml")
+    save_checkpoint(tmp_path / "dit.safetensors", CausalWanModel(dit_preset.model), dit_preset)
+    with pytest.raises(CheckpointError, match="not a latent U-Net world"):
+        load_unet_session(PRESET, str(tmp_path / "dit.safetensors"))
+    preset = load_preset(PRESET)
+    wide = replace(preset, unet=replace(preset.unet, channels=(32, 64)))
+    save_checkpoint(tmp_path / "wide.safetensors", LatentUNet(wide.unet, 16), wide)
+    with pytest.raises(CheckpointError, match=r"unet.channels \[32, 64\] != \[32, 48\]") as e:
+        load_unet_session(PRESET, str(tmp_path / "wide.safetensors"))
+    assert "\n" not in str(e.value)
+
+
+COARSE = dict(texture_scale=4, key_speed=4.0, mouse_speed=16.0)  # 4 px per frame: half a latent cell
+
+
+def train_synthetic_unet(tmp_path, control: str, steps: int, vae_steps: int = 100):
+    from engine.train.config import UNetTrainConfig, VAETrainConfig, load_train_config
+    from engine.train.unet_trainer import train_unet
+    from engine.train.vae_trainer import train_vae
+    from tests._synthetic_helpers import record
+
+    data = tmp_path / "data"
+    record(data, episodes=12, frames=97, control=control, **COARSE)
+    vae_cfg = load_train_config(
+        VAETrainConfig, None,
+        [f"preset={PRESET}", f"data=[{data}]", "crop=[0,0]", "clip_frames=3", "latent_noise=0.6",
+         f"run.out_dir={tmp_path / 'vae'}", f"run.steps={vae_steps}", "run.batch_size=4", "run.lr=1e-3",
+         "run.progress=false"],
+    )  # fmt: skip
+    train_vae(vae_cfg)
+    text = (
+        open(PRESET)
+        .read()
+        .replace("  temporal: 1\n", f"  temporal: 1\n  checkpoint: {tmp_path}/vae/model.safetensors\n")
+    )
+    preset_file = tmp_path / "synthetic_unet.yaml"
+    preset_file.write_text(text)
+    cfg = load_train_config(
+        UNetTrainConfig, None,
+        [f"preset={preset_file}", f"data=[{data}]", f"run.out_dir={tmp_path / 'world'}", f"run.steps={steps}",
+         "run.batch_size=16", "run.lr=1e-3", "run.warmup_steps=20", "run.progress=false", "ema=0.98",
+         "ema_start=50", "context_noise_max=0.3", "sampler_share=0.5"],
+    )  # fmt: skip
+    train_unet(cfg)
+    return preset_file, tmp_path / "world" / "ema.safetensors"
+
+
+@pytest.mark.parametrize("control", ["keys", "mouse"])
+def test_trained_unet_world_follows_left_and_right(tmp_path, control):
+    """Trained for a few hundred steps on the synthetic world (strafing or turning left moves the picture
+    right), the session moves the picture the way the held key or mouse says; with the action path cut
+    (all actions zero in training and play) it could not."""
+    from engine.worlds.synthetic import SyntheticWorld
+    from engine.worlds.unet_session import load_unet_session
+    from tests._synthetic_helpers import horizontal_motion, rollout
+
+    preset_file, weights = train_synthetic_unet(tmp_path, control, steps=1000)
+    session = load_unet_session(str(preset_file), str(weights), dtype="fp32")
+    world = SyntheticWorld(64, 64, **COARSE)
+    left, right = [], []
+    for seed in range(3):
+        world.start(seed=100 + seed)
+        left.append(horizontal_motion(rollout(session, world.frame, control, -1, 4, seed)))
+        right.append(horizontal_motion(rollout(session, world.frame, control, 1, 4, seed)))
+    assert np.mean(left) > 0.5 and np.mean(right) < -0.5, (left, right)
