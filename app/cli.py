@@ -128,6 +128,8 @@ def action_dims(preset: Preset) -> tuple[int, bool]:
     """(keyboard_dim, has_mouse) of a preset's world, known before the world is built."""
     if preset.world == "vizdoom":
         return 4, True
+    if preset.unet is not None:
+        return preset.unet.keyboard_dim, preset.unet.mouse_dim > 0
     act = preset.model.action
     if act is None:
         return 0, False

@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     import torch
 
     from engine.config import with_weights
-    from engine.worlds.session import load_session
+    from engine.worlds import build_world
     from engine.worlds.vizdoom import VizDoomWorld
 
     if args.threads:
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     eval_preset = load_preset(args.eval_preset)
     preset = with_weights(load_preset(args.preset), args.checkpoint, vae=args.vae)
-    session = load_session(preset, dtype=args.dtype)
+    session = build_world(preset, dtype=args.dtype)
     real_world = VizDoomWorld(eval_preset)
     maps = list(eval_preset.game.maps)
     plans = {}
@@ -232,7 +232,7 @@ def main(argv=None) -> int:
 
         plans = {m: load_plan(find_wad(eval_preset.game.wad), m) for m in maps}
     rng = np.random.default_rng(args.seed)
-    steps = len(session.preset.sampler.denoising_step_list)
+    steps = preset.unet.steps if preset.unet is not None else len(preset.sampler.denoising_step_list)
     print(f"machine: {platform.machine()} {platform.processor() or ''} threads={torch.get_num_threads()}")
     print(
         f"model: {'VAE round trip (oracle) of ' if args.oracle else ''}{args.preset} {args.dtype} "

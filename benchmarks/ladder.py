@@ -37,6 +37,31 @@ def episode(root: str, name: str) -> tuple[np.ndarray, ActionBlock]:
         return frames, ActionBlock(a["keyboard"].astype(np.float32), a["mouse"].astype(np.float32))
 
 
+def sampler_override(preset, steps: str, context_noise):
+    """The preset with `--steps` / `--context-noise` applied to whichever sampler it has."""
+    if preset.unet is not None:
+        u = preset.unet
+        u = replace(u, steps=int(steps)) if steps else u
+        u = replace(u, context_noise=context_noise) if context_noise is not None else u
+        return replace(preset, unet=u)
+    s = preset.sampler
+    if steps:
+        s = replace(s, denoising_step_list=tuple(float(t) for t in steps.split(",")))
+    if context_noise is not None:
+        s = replace(s, context_noise=context_noise)
+    return replace(preset, sampler=s)
+
+
+def sampler_text(preset) -> str:
+    if preset.unet is not None:
+        u = preset.unet
+        return (
+            f"EDM Euler {u.steps} steps, sigma {u.sigma_max}..{u.sigma_min}, context noise {u.context_noise}"
+        )
+    s = preset.sampler
+    return f"{list(s.denoising_step_list)} + context pass at {s.context_noise}"
+
+
 def teacher_forced(session, frames, actions, positions, seed: int) -> tuple[float, float]:
     """Mean PSNR of one generated frame from the real frame before it, and of copying that frame."""
     gen, copy = [], []
@@ -56,8 +81,13 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, default=4)
     p.add_argument("--positions", type=int, default=16)
     p.add_argument("--seconds", default="1,5,30,60")
-    p.add_argument("--steps", default="", help="sampler timesteps, e.g. 1000,500 (default: the preset's)")
-    p.add_argument("--context-noise", type=float, default=None, help="sampler.context_noise (timesteps)")
+    p.add_argument(
+        "--steps", default="", help="sampler timesteps, e.g. 1000,500; for a U-Net world the step count"
+    )
+    p.add_argument(
+        "--context-noise", type=float, default=None,
+        help="sampler.context_noise (timesteps); for a U-Net world unet.context_noise (sigma)",
+    )  # fmt: skip
     p.add_argument("--dtype", default="bf16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default="")
@@ -66,20 +96,16 @@ def main(argv=None) -> int:
     import torch
 
     from engine.config import load_preset, with_weights
-    from engine.worlds.session import load_session
+    from engine.worlds import build_world
 
     preset = with_weights(load_preset(args.preset), args.checkpoint)
-    sampler = preset.sampler
-    if args.steps:
-        sampler = replace(sampler, denoising_step_list=tuple(float(s) for s in args.steps.split(",")))
-    if args.context_noise is not None:
-        sampler = replace(sampler, context_noise=args.context_noise)
-    session = load_session(replace(preset, sampler=sampler), dtype=args.dtype)
+    preset = sampler_override(preset, args.steps, args.context_noise)
+    session = build_world(preset, dtype=args.dtype)
     fps = session.spec.fps
     marks = [float(s) for s in args.seconds.split(",") if s]
     print(f"machine: {platform.processor() or platform.machine()} threads={torch.get_num_threads()}")
-    print(f"model: {args.preset} {args.checkpoint or preset.checkpoint} {args.dtype}; sampler "
-          f"{list(sampler.denoising_step_list)} + context pass at {sampler.context_noise}")  # fmt: skip
+    print(f"model: {args.preset} {args.checkpoint or preset.checkpoint} {args.dtype}; "
+          f"sampler {sampler_text(preset)}")  # fmt: skip
     rng = np.random.default_rng(args.seed)
     rows = []
     for entry in read_index(args.data)["shards"][: args.episodes]:
@@ -105,7 +131,7 @@ def main(argv=None) -> int:
     print("mean: " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items()))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "mean": mean, "sampler": list(sampler.denoising_step_list)}, f, indent=2)
+            json.dump({"rows": rows, "mean": mean, "sampler": sampler_text(preset)}, f, indent=2)
     return 0
 
 
