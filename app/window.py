@@ -53,12 +53,37 @@ class AppOptions:
     threads: int = 0  # torch threads of the generation thread (0 = torch's default)
 
 
+OFFSCREEN_DRIVERS = ("offscreen", "dummy")  # SDL video drivers that show no window
+
+
 def check_display() -> None:
-    """Fail fast (before loading a model) when there is clearly no display to open a window on."""
+    """Fail fast (before loading a model) when no window can be opened: no display, or a stale one."""
     if not sys.platform.startswith("linux") or os.environ.get("SDL_VIDEODRIVER"):
         return
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise NoDisplayError("no display found (DISPLAY is not set); pass --headless to run without a window")
+    try:
+        pygame.display.init()
+        check_window_driver()
+    except pygame.error as e:
+        raise NoDisplayError(f"cannot open a window ({e}); pass --headless to run without a window") from None
+    finally:
+        pygame.display.quit()
+
+
+def check_window_driver() -> None:
+    """After `pygame.display.init`: refuse a driver that shows no window unless SDL_VIDEODRIVER asked for it.
+
+    With DISPLAY set but no X server reachable, SDL falls back to its offscreen driver without an error
+    and the app would play forever in no window."""
+    driver = (pygame.display.get_driver() or "").lower()
+    asked = [d.strip().lower() for d in os.environ.get("SDL_VIDEODRIVER", "").split(",")]
+    if driver in OFFSCREEN_DRIVERS and driver not in asked:
+        shown = ", ".join(f"{k}={os.environ[k]}" for k in ("DISPLAY", "WAYLAND_DISPLAY") if os.environ.get(k))
+        raise NoDisplayError(
+            f"no window can be opened: no display server answers at {shown or 'DISPLAY'} "
+            f"(SDL fell back to its '{driver}' driver); start one, fix DISPLAY, or pass --headless"
+        )
 
 
 def open_display(size: tuple[int, int], fullscreen: bool, title: str) -> pygame.Surface:
@@ -66,6 +91,7 @@ def open_display(size: tuple[int, int], fullscreen: bool, title: str) -> pygame.
     check_display()
     try:
         pygame.display.init()
+        check_window_driver()
         pygame.font.init()
         flags = pygame.RESIZABLE | (pygame.FULLSCREEN if fullscreen else 0)
         screen = pygame.display.set_mode(size, flags)
