@@ -42,6 +42,16 @@ def center_crop_box(width: int, height: int, target_h: int, target_w: int) -> tu
     return tuple(int(round(v)) for v in box)  # type: ignore[return-value]
 
 
+def _to_8_bit(im: Image.Image) -> Image.Image:
+    """16-bit grayscale (PIL modes I;16*, or I holding 16-bit values) -> mode L, scaled by 255 / 65535.
+
+    PIL's own convert("RGB") clips these modes at 255, which turns a 16-bit image almost all white."""
+    if not (im.mode.startswith("I;16") or im.mode == "I"):
+        return im
+    gray = np.asarray(im, dtype=np.float64)  # [H, W]
+    return Image.fromarray(np.clip(np.round(gray / 257.0), 0, 255).astype(np.uint8))  # mode L
+
+
 def load_image(path: str, height: int, width: int) -> np.ndarray:
     """Any image file PIL reads -> uint8 [height, width, 3]: centre crop to the aspect, antialiased resize."""
     if not os.path.isfile(path):
@@ -49,7 +59,7 @@ def load_image(path: str, height: int, width: int) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            image = im.convert("RGB")
+            image = _to_8_bit(im).convert("RGB")
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as e:
         reason = (str(e).splitlines() or [type(e).__name__])[0][:120]
         raise ImageFileError(
