@@ -209,10 +209,12 @@ class GenerationThread(threading.Thread):
         if self.rollout is not None and self.rollout.recorder is not None:
             self._log_finalised(self.rollout.detach())
 
-    def finalise(self) -> None:
-        """Close the recording, if any, from whatever state the thread ended in (call after join)."""
+    def finalise(self, failure: str = "") -> None:
+        """Close the recording, if any, from whatever state the thread ended in (call after join).
+
+        `failure`: why the session ended early outside this thread (the display loop failed)."""
         if self.rollout is not None and self.rollout.recorder is not None:
-            rec = self.rollout.detach(failure=self.error_text if self.error is not None else "")
+            rec = self.rollout.detach(failure=self.error_text if self.error is not None else failure)
             self._log_finalised(rec)
 
     def _log_finalised(self, rec: Recorder) -> None:

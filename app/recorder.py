@@ -123,13 +123,23 @@ class Recorder:
         self.action_frames = 0  # action lines
         self.error: Optional[BaseException] = None
         self._video_path = os.path.join(out_dir, video_name)
-        if start_image is not None:
-            Image.fromarray(start_image).save(os.path.join(out_dir, "start.png"))
-            self.meta["start_image_file"] = "start.png"
         self.meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self._write_meta()
-        self._actions = open(os.path.join(out_dir, "actions.jsonl"), "w")
-        self._blocks = open(os.path.join(out_dir, "blocks.jsonl"), "w")
+        self._write_meta()  # first: a folder that fails from here on says so
+        try:
+            if start_image is not None:
+                Image.fromarray(start_image).save(os.path.join(out_dir, "start.png"))
+                self.meta["start_image_file"] = "start.png"
+                self._write_meta()
+            self._actions = open(os.path.join(out_dir, "actions.jsonl"), "w")
+            self._blocks = open(os.path.join(out_dir, "blocks.jsonl"), "w")
+        except BaseException as e:  # noqa: B036 - a full disk while setting up: mark the folder, re-raise
+            self.error = e
+            self.meta["error"] = self.error_text
+            try:
+                self._write_meta()
+            except OSError:
+                pass  # the disk cannot take even meta.json; its complete: false stands
+            raise
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)

@@ -20,6 +20,9 @@ from app.start_images import file_sha256, read_image
 from engine.config import Preset, preset_from_dict, with_weights
 from engine.worlds import build_world
 
+# meta.json keys that describe how a recording ended: the replay's own recorder writes its own
+RECORDING_STATUS = ("frames", "complete", "created", "action_frames", "frames_lost", "error", "session_error")
+
 
 @dataclass
 class ReplayResult:
@@ -95,10 +98,13 @@ def replay_recording(
         image = read_image(_inside(rec_dir, meta["start_image_file"]), spec.height, spec.width)
     actions = load_action_file(os.path.join(rec_dir, "actions.jsonl"), spec.keyboard_dim, spec.has_mouse)
     keys = _keys(os.path.join(rec_dir, "actions.jsonl"))
-    replay_meta = {
-        k: v for k, v in meta.items() if k not in ("frames", "complete", "created", "action_frames")
-    }
-    replay_meta.update(replay_of=os.path.abspath(rec_dir), device=device, dtype=dtype)
+    replay_meta = {k: v for k, v in meta.items() if k not in RECORDING_STATUS}
+    replay_meta.update(
+        replay_of=os.path.abspath(rec_dir),
+        replayed_recording_complete=meta.get("complete"),
+        device=device,
+        dtype=dtype,
+    )
     metrics, rollout = run_headless(
         world,
         image,

@@ -187,6 +187,7 @@ class App:
         self.gen.start()
         error_since: Optional[float] = None
         tick = 0
+        failure = ""
         try:
             while True:
                 if script is not None:
@@ -211,16 +212,22 @@ class App:
                     break
         except KeyboardInterrupt as e:  # Ctrl-C 130; SIGTERM 143, SIGHUP 129 (app.cli.Terminated)
             self.exit_code = 128 + getattr(e, "signum", 2)
+        except BaseException as e:  # noqa: B036 - the recording must say that the session ended early
+            failure = (f"{type(e).__name__}: {e}".strip().splitlines() or [""])[0]
+            self.exit_code = 1
+            raise
         finally:
-            self.close()
+            self.close(failure)
         del screen
         return self.exit_code
 
-    def close(self) -> None:
-        """Stop generation, finalise any recording, close the window."""
+    def close(self, failure: str = "") -> None:
+        """Stop generation, finalise any recording, close the window.
+
+        `failure`: why the display loop ended early (marks the recording incomplete)."""
         self.gen.stop()
         self.gen.join(timeout=30)
-        self.gen.finalise()
+        self.gen.finalise(failure)
         self._set_capture(False)
         pygame.display.quit()
         if self.gen.error is not None:
@@ -318,12 +325,16 @@ class App:
             pygame.mouse.set_visible(not on)
 
     def _screenshot(self) -> Optional[str]:
-        os.makedirs(self.options.screenshot_dir, exist_ok=True)
         path = os.path.join(
             self.options.screenshot_dir,
             time.strftime("worldplayer-%Y%m%d-%H%M%S") + f"-{len(self.screenshots)}.png",
         )
-        pygame.image.save(pygame.display.get_surface(), path)
+        try:
+            os.makedirs(self.options.screenshot_dir, exist_ok=True)
+            pygame.image.save(pygame.display.get_surface(), path)
+        except (OSError, pygame.error) as e:  # a full disk or a bad folder must not end the session
+            self._say(f"screenshot not saved: {e}".splitlines()[0])
+            return None
         self.screenshots.append(path)
         self._say(f"screenshot saved: {path}")
         return path
