@@ -16,7 +16,7 @@ from typing import Optional
 
 from app.action_file import fit_actions, load_action_file
 from app.bench_actions import ScriptedActions
-from app.errors import NoDisplayError
+from app.errors import NoDisplayError, require_vizdoom
 from app.keymaps import keys_help
 from app.out_folder import check_no_links, claim_out_dir, same_folder
 from app.start_images import StartImages, file_sha256
@@ -202,10 +202,13 @@ def run(argv: Optional[list[str]] = None) -> int:
     preset = with_weights(
         load_preset(args.preset), args.checkpoint, args.vae_checkpoint, args.image_encoder_checkpoint
     )
+    if preset.world == "vizdoom":
+        require_vizdoom(f"--preset {preset.name}")
     if args.compare:
         from app.compare import compare_world
 
         real_preset = load_preset(args.compare_preset)
+        require_vizdoom("--compare")
 
         def world_factory():
             return compare_world(preset, real_preset, device, args.dtype)

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from app.action_file import load_action_file
+from app.errors import require_vizdoom
 from app.headless import run_headless
 from app.start_images import file_sha256, read_image
 from engine.config import Preset, preset_from_dict, with_weights
@@ -82,6 +83,8 @@ def replay_recording(
     ckpt = meta.get("checkpoint") or None
     if ckpt and meta.get("checkpoint_sha256") and file_sha256(ckpt) != meta["checkpoint_sha256"]:
         raise ValueError(f"checkpoint {ckpt} does not match the recording's sha256")
+    if world_factory is None and (preset.world == "vizdoom" or meta.get("compare_preset")):
+        require_vizdoom(f"replaying {rec_dir}")
     if world_factory is not None:
         world = world_factory(preset)
     elif meta.get("compare_preset"):
