@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -16,7 +17,7 @@ class HudStats:
     mouse: tuple[float, float] = (0.0, 0.0)  # last frame's [pitch, yaw]
     sensitivity: float = 1.0
     mouse_captured: bool = False
-    display_fps: float = 0.0
+    display_fps: float = 0.0  # new frames shown per second (held frames during a stall do not count)
     target_fps: float = 0.0
     gen_fps: float = 0.0
     block_ms: float = 0.0
@@ -33,6 +34,40 @@ class HudStats:
     dream_ms: Optional[float] = None
     error: str = ""
     notice: str = ""
+
+
+class NewFrameRate:
+    """New frames shown per second over the last `window_s` seconds.
+
+    Only frames popped from the queue count; a frame held on screen while generation stalls does not,
+    so the rate falls (to 0 after a stall of `window_s`) instead of reporting the redraw rate."""
+
+    def __init__(self, window_s: float = 2.0):
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+        self._first: float | None = None
+
+    def shown(self, t: float) -> None:
+        """A new frame went on screen at time `t` (seconds, `time.perf_counter()`)."""
+        self._times.append(t)
+        if self._first is None:
+            self._first = t
+
+    def reset(self) -> None:
+        self._times.clear()
+        self._first = None
+
+    def rate(self, now: float) -> float:
+        while self._times and self._times[0] <= now - self.window_s:
+            self._times.popleft()
+        if self._first is None:
+            return 0.0
+        span = min(self.window_s, now - self._first)
+        if span <= 0:
+            return 0.0
+        # the first frame opens the span, so it is not counted when the span starts at it
+        counted = len(self._times) - (1 if span < self.window_s else 0)
+        return max(counted, 0) / span
 
 
 def hud_lines(s: HudStats) -> list[str]:

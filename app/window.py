@@ -23,7 +23,7 @@ import pygame
 from app.errors import NoDisplayError
 from app.frame_queue import FrameQueue, QueuedFrame
 from app.generation_thread import GenerationThread
-from app.hud import HudStats, draw_badges, draw_center, draw_error, draw_hud
+from app.hud import HudStats, NewFrameRate, draw_badges, draw_center, draw_error, draw_hud
 from app.input_state import InputState
 from app.keymaps import keymap_for
 from app.out_folder import holds_recording
@@ -140,7 +140,8 @@ class App:
         self.screenshots: list[str] = []
         self.notice = ""
         self._notice_until = 0.0
-        self._tick_times: deque[float] = deque(maxlen=30)
+        self._tick_times: deque[float] = deque(maxlen=30)  # redraws (benchmarks), not shown in the HUD
+        self.new_frames = NewFrameRate()
         self.exit_code = 0
 
     # --- recording ---
@@ -255,6 +256,7 @@ class App:
             self.first_frame_s = time.perf_counter() - opened
         self.current = frame
         self.frames_shown += 1
+        self.new_frames.shown(time.perf_counter())
 
     def _handle_events(self) -> bool:
         for event in pygame.event.get():
@@ -364,8 +366,7 @@ class App:
 
     def stats(self) -> HudStats:
         keys, mouse = self.input.snapshot()
-        times = self._tick_times
-        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+        fps = self.new_frames.rate(time.perf_counter())
         notice = self.notice if time.perf_counter() < self._notice_until else self.gen.notice
         rec = self.gen.rollout.recorder if self.gen.rollout is not None else None
         record_failed = rec is not None and rec.failed
