@@ -4,8 +4,10 @@ An episode is frames uint8 [N, H, W, 3] with keyboard float32 [N, K] and mouse f
 `keyboard[i]`/`mouse[i]` is the action held while frame i is shown (it leads to frame i + 1), as in
 `engine.actions`. Sources per folder: an `engine.data` shard folder (index.json; format in
 `engine.data.shards`, frames stay memory-mapped), else every `*.npz` holding `frames` (and, for the
-world trainer, `keyboard` and `mouse`). Episodes come in index order (shards, then runs within a
-shard) or in sorted file order, and never cross an episode boundary.
+world trainer, `keyboard` and `mouse`) and every worldplayer recording (`--record DIR` or
+`--headless --out DIR`: video.mp4 + actions.jsonl + meta.json, one episode each; `engine.data.recording`)
+in it or below it. Episodes come in index order (shards, then runs within a shard) or in sorted file
+order (npz files, then recordings), and never cross an episode boundary.
 
 The world trainer reads `load_action_episodes` (size-checked, actions required); the VAE trainer
 reads `load_frame_episodes` (frames only, so `*.npz` files without actions count too).
@@ -19,6 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from engine.data.recording import find_recordings, read_recording
 from engine.data.shards import load_shard, read_index
 
 
@@ -79,6 +82,16 @@ def _npz_episodes(folder: Path, actions: bool) -> list[ActionEpisode]:
     return out
 
 
+def _recording_episodes(folder: Path) -> list[ActionEpisode]:
+    """One episode per recording folder at or below `folder` (frames decoded from video.mp4)."""
+    out = []
+    for rec in find_recordings(folder):
+        frames, keyboard, mouse = read_recording(rec)
+        if len(frames):
+            out.append(ActionEpisode(frames, keyboard, mouse, str(rec)))
+    return out
+
+
 def read_episodes(folders: Sequence[str], actions: bool = True) -> list[ActionEpisode]:
     """All episodes under `folders` (ValueError for a missing folder or one without episodes).
 
@@ -91,10 +104,13 @@ def read_episodes(folders: Sequence[str], actions: bool = True) -> list[ActionEp
         if (folder / "index.json").is_file():
             found = _shard_episodes(folder)
         else:
-            found = _npz_episodes(folder, actions)
+            found = _npz_episodes(folder, actions) + _recording_episodes(folder)
         if not found:
             need = "frames/keyboard/mouse" if actions else "a 'frames' array"
-            raise ValueError(f"data folder {name} holds no episodes (shards, or *.npz with {need})")
+            raise ValueError(
+                f"data folder {name} holds no episodes (shards, *.npz with {need}, or worldplayer "
+                "recordings: video.mp4 + actions.jsonl + meta.json)"
+            )
         eps.extend(found)
     return eps
 
