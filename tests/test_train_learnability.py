@@ -55,6 +55,7 @@ def train_synthetic(tmp_path, control: str, world_steps: int = 1200, lr: float =
     return preset_file, tmp_path / "world" / "ema.safetensors", result
 
 
+@pytest.mark.slow  # ~144 s per case idle; the default world's learnability: tests/test_unet_world.py
 @pytest.mark.parametrize("control", ["keys", "mouse"])
 def test_trained_model_follows_left_and_right(tmp_path, control):
     from engine.config import load_preset
