@@ -14,16 +14,13 @@ import signal
 import sys
 from typing import Optional
 
-from app.action_file import fit_actions, load_action_file
-from app.bench_actions import ScriptedActions
 from app.errors import NoDisplayError, require_vizdoom
 from app.keymaps import keys_help
 from app.out_folder import check_no_links, claim_out_dir, same_folder
 from app.start_images import StartImages, file_sha256
 from engine.config import Preset, list_presets, load_preset, preset_to_dict, with_weights
-from engine.threads import default_threads, serial
-from engine.threads import use as use_threads
-from engine.worlds import build_world
+
+# torch is imported only once a world is needed (`run`), so --help and --list-presets answer at once
 
 log = logging.getLogger("worldplayer")
 DEFAULT_PRESET = "doom"
@@ -138,6 +135,9 @@ def action_dims(preset: Preset) -> tuple[int, bool]:
 
 def scripted_actions(args, preset: Preset):
     """The headless actions (exactly --frames rows) and the frame count."""
+    from app.action_file import fit_actions, load_action_file
+    from app.bench_actions import ScriptedActions
+
     keyboard_dim, has_mouse = action_dims(preset)
     spec = args.actions or "bench:random"
     if spec.startswith("bench:"):
@@ -194,6 +194,10 @@ def run(argv: Optional[list[str]] = None) -> int:
             print(name)
         return 0
     validate(args, parser)
+    from engine.threads import default_threads, serial
+    from engine.threads import use as use_threads
+    from engine.worlds import build_world
+
     threads = default_threads(args.threads)
     use_threads(threads)
     device = check_device(args.device) if args.device else default_device()
