@@ -68,6 +68,11 @@ LAG_FRAMES = 4
 CLEAR_DEGREES, CLEAR_UNITS = 5.0, 40.0
 
 
+def pct(value: float, digits: int = 2) -> str:
+    """A fraction as a percentage for the report; "n/a" for a category without blocks (nan)."""
+    return "n/a" if value != value else f"{value:.{digits}%}"
+
+
 def scripted(num_blocks: int, rng: np.random.Generator) -> list[tuple[str, ActionBlock]]:
     """One named command held for each block (9 frames for block 0, then 12)."""
     names = list(COMMANDS)
@@ -320,11 +325,11 @@ def main(argv=None) -> int:
         r = report[f"follow_{group}"]
         r["by_command"] = {c: acc([f for f in rows if f["cmd"] == c], "model") for c in cmds}
         print(
-            f"action following {group:13s} model {r['model']:.2%} on {r['blocks']} blocks "
-            f"(estimator on real frames {r['real']:.2%}); "
-            f"on {r['clear_blocks']} clear blocks {r['model_on_clear']:.2%} "
-            f"(estimator on their real frames {r['real_on_clear']:.2%}); "
-            + ", ".join(f"{c} {v:.0%}" for c, v in r["by_command"].items())
+            f"action following {group:13s} model {pct(r['model'])} on {r['blocks']} blocks "
+            f"(estimator on real frames {pct(r['real'])}); "
+            f"on {r['clear_blocks']} clear blocks {pct(r['model_on_clear'])} "
+            f"(estimator on their real frames {pct(r['real_on_clear'])}); "
+            + ", ".join(f"{c} {pct(v, 0)}" for c, v in r["by_command"].items())
         )
 
     if args.long_seconds > 0 and not args.oracle:
