@@ -105,10 +105,18 @@ def _load_image_pil(path: str, height: int, width: int) -> np.ndarray:
         raise ValueError(f"cannot read start image {path}: {e}") from None
 
 
+VAR_WAD = "freedoom2.wad"  # the shipped VAR generator was trained on Freedoom 2 MAP01-MAP20 (docs/var.md)
+
+
 def dream_start_image(preset: Preset, level: str, seed: int = 0) -> np.ndarray:
     """A start scene for `level` from the VAR generator (`engine.var.dream_start_image`), uint8 [H, W, 3]."""
     from engine.var import dream_start_image as dream
 
+    if preset.game.wad != VAR_WAD:
+        raise ValueError(
+            f"no start-scene generator for {preset.name}: the VAR generator dreams {VAR_WAD} levels, not "
+            f"{preset.game.wad} {'/'.join(preset.game.maps)}; use ] for the preset's start images or --image"
+        )
     try:
         image = np.asarray(dream(preset, level, seed))
     except ImportError as e:
