@@ -64,7 +64,7 @@ def run_headless(
         spec.height,
         spec.fps,
         dict(meta, seed=seed, fps=spec.fps),
-        start_image=image,
+        start_image=rollout.image,
         video_start_frame=video_start_frame,
         overwrite=force,
     )

@@ -23,8 +23,10 @@ class Rollout:
         self.rows: list[dict] = []  # action lines of every frame generated so far
         self.blocks: list[dict] = []  # per block: first_frame, frames, sha256, ms
         self.recorder: Optional[Recorder] = None
-        self.image = image  # the start image, uint8 [H, W, 3] (None for worlds with their own start)
         world.start(image, seed=seed)
+        if image is None:  # a world with its own start (the game): its first frame is the start image
+            image = getattr(world, "frame", None)
+        self.image = image  # the start image, uint8 [H, W, 3] (recorded as start.png); None if unknown
 
     @property
     def actions_needed(self) -> int:

@@ -98,6 +98,7 @@ def test_vizdoom_recording_trains_one_vae_step(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy")
     main = [sys.executable, str(REPO / "main.py"), "--headless", "--preset", "vizdoom", "--frames", "21"]
     subprocess.run(main + ["--out", str(rec), "--quiet"], check=True, cwd=tmp_path, env=env)
+    assert (rec / "start.png").is_file()  # the game's first frame (the README lists it for every run)
     (ep,) = load_action_episodes([str(rec)], 144, 256)
     rows = [json.loads(line) for line in (rec / "actions.jsonl").read_text().splitlines()]
     assert len(ep.frames) == 21 and ep.keyboard.tolist() == [r["keyboard"] for r in rows]
