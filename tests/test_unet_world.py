@@ -183,7 +183,7 @@ def test_resume_continues_exactly(tmp_path):
     record_synthetic(tmp_path / "data", episodes=2, frames=20, height=64, width=64)
     base = [f"preset={PRESET}", f"data=[{tmp_path / 'data'}]", f"latents={tmp_path / 'lat'}",
             "run.batch_size=4", "run.steps=6", "run.progress=false", "run.log_every=1", "ema_start=0",
-            "start_share=0.3"]  # fmt: skip
+            "start_share=0.3", "own_context=0.5", "own_context_from=0.3"]  # fmt: skip
     train_unet(load_train_config(UNetTrainConfig, None, base + [f"run.out_dir={tmp_path / 'a'}"]))
     b = base + [f"run.out_dir={tmp_path / 'b'}"]
     train_unet(load_train_config(UNetTrainConfig, None, b + ["run.stop_after=3"]))
@@ -265,3 +265,32 @@ def test_trained_unet_world_follows_left_and_right(tmp_path, control):
         left.append(horizontal_motion(rollout(session, world.frame, control, -1, 4, seed)))
         right.append(horizontal_motion(rollout(session, world.frame, control, 1, 4, seed)))
     assert np.mean(left) > 0.5 and np.mean(right) < -0.5, (left, right)
+
+
+def test_own_context_replaces_the_newest_frames_by_the_models_rollout(synthetic_cache):
+    """With history 2 and share 1, the two newest context frames are the play-time sampler's rollout
+    from the K frames before them under the recorded actions; share 0 keeps the real frames."""
+    from engine.edm import karras_sigmas, sample_next
+    from engine.train.unet_batch import UNetSampler, own_context
+
+    cache, _ = synthetic_cache
+    session = random_session()
+    model, cfg = session.model, session.cfg
+    k, sigmas = cfg.context_frames, karras_sigmas(cfg)
+    batch = UNetSampler(cache, k, history=2).sample(3, torch.Generator().manual_seed(0))
+    assert batch.context.shape[1] == k + 2
+    kept = own_context(model, batch, k, 0.0, cfg, sigmas, torch.Generator())
+    torch.testing.assert_close(kept.context, batch.context[:, 2:])
+    torch.testing.assert_close(kept.actions, batch.actions[:, 2:])
+    gen = torch.Generator().manual_seed(7)
+    own = own_context(model, batch, k, 1.0, cfg, sigmas, gen)
+    ref_gen = torch.Generator().manual_seed(7)
+    torch.rand(3, generator=ref_gen)  # the share draw
+    ctx = batch.context.clone()
+    for j in range(2):
+        ctx[:, k + j] = sample_next(
+            model, ctx[:, j : j + k], torch.zeros(3), batch.actions[:, j : j + k], cfg, sigmas, ref_gen
+        )
+    torch.testing.assert_close(own.context, ctx[:, 2:])
+    assert not torch.allclose(own.context[:, -1], batch.context[:, -1])
+    torch.testing.assert_close(own.target, batch.target)

@@ -110,9 +110,10 @@ class UNetTrainConfig:
     context_noise_max: float = 0.7  # context latents get noise sigma ~ U(0, this), the level given (GameNGen)
     start_share: float = 0.05  # samples whose context reaches back past a start frame, padded as in play
     sampler_share: float = 0.5  # samples noised at one of the sampler's levels instead of the log-normal
-    loss_sigma_ref: float = (
-        1.0  # loss weight sigma^2 / (sigma^2 + this^2); 0 = plain EDM (engine.edm.loss_weight)
-    )
+    loss_sigma_ref: float = 1.0  # loss weight sigma^2 / (sigma^2 + this^2), engine.edm.loss_weight; 0 = EDM's
+    own_context: float = 0.0  # share of samples whose newest context frames are the model's own rollout
+    own_context_frames: int = 1  # how many newest context frames it generates (DIAMOND: several)
+    own_context_from: float = 0.5  # ... from this fraction of run.steps on (the later part of training)
     action_dropout: float = 0.0  # zero all actions of a sample with this probability
     ema: float = 0.999
     ema_start: int = 200

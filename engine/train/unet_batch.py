@@ -23,19 +23,24 @@ class UNetBatch:
     actions: torch.Tensor  # [B, K, A] float32
     target: torch.Tensor  # [B, C, h, w] float32
 
+    def to(self, device) -> "UNetBatch":
+        return UNetBatch(self.context.to(device), self.actions.to(device), self.target.to(device))
+
 
 class UNetSampler:
-    """Draws `UNetBatch`es; `mouse` False drops the mouse columns (a keyboard-only world)."""
+    """Draws `UNetBatch`es; `mouse` False drops the mouse columns (a keyboard-only world). With `history`
+    h > 0 each sample's context holds h more (older) frames, K + h in all, for `own_context`."""
 
-    def __init__(self, cache: LatentCache, context_frames: int, mouse: bool = True):
+    def __init__(self, cache: LatentCache, context_frames: int, mouse: bool = True, history: int = 0):
         if cache.temporal != 1:
             raise ValueError(
                 f"the U-Net world trains on a temporal-1 latent cache, this one has {cache.temporal}"
             )
-        self.cache, self.k, self.mouse = cache, context_frames, mouse
+        self.cache, self.mouse = cache, mouse
+        self.k = context_frames + history  # frames of context a sample carries
         n = cache.ep_latents
-        if int(n.min()) <= context_frames:
-            raise ValueError(f"every episode needs more than {context_frames} frames")
+        if int(n.min()) <= self.k:
+            raise ValueError(f"every episode needs more than {self.k} frames")
         # every frame with a full context inside its episode: (global latent index, global frame index)
         self.latent_index = torch.cat(
             [cache.ep_latent0[e] + torch.arange(self.k, int(n[e])) for e in range(len(n))]
@@ -89,3 +94,38 @@ class UNetSampler:
         frames = c.ep_frame0[ep][:, None] + j0[:, None] + pos
         frames = torch.where(pos < 0, torch.full_like(frames, -1), frames)
         return UNetBatch(context=lat, actions=self._actions(frames), target=c.latents[first + p].float())
+
+
+@torch.no_grad()
+def own_context(
+    model,
+    batch: UNetBatch,
+    context_frames: int,
+    share: float,
+    cfg,
+    sigmas: torch.Tensor,
+    gen: torch.Generator,
+) -> UNetBatch:
+    """Train on the model's own frames as context (DIAMOND's remedy for drift, over several frames).
+
+    batch: drawn with `history` n, so its context holds K + n frames. For a `share` of the samples the
+    newest n of them are replaced by the model's own rollout (`engine.edm.sample_next`, the play-time
+    sampler, clean context) from the K frames before them under the recorded actions; the target stays
+    the real frame, so the model learns to pull its own drift back to the data. Returns a batch with
+    K context frames. cfg: the preset's `UNetConfig`; sigmas: `karras_sigmas(cfg)`.
+    """
+    from engine.edm import sample_next
+
+    k = context_frames
+    n = batch.context.shape[1] - k
+    if n == 0 or share <= 0:  # nothing drawn: the random stream is that of a run without own context
+        return UNetBatch(batch.context[:, n:], batch.actions[:, n:], batch.target)
+    context = batch.context.clone()
+    pick = torch.rand(len(context), generator=gen) < share
+    if bool(pick.any()):
+        sub, act = context[pick], batch.actions[pick]
+        level = torch.zeros(len(sub), device=sub.device)
+        for j in range(n):
+            sub[:, k + j] = sample_next(model, sub[:, j : j + k], level, act[:, j : j + k], cfg, sigmas, gen)
+        context[pick] = sub
+    return UNetBatch(context[:, n:], batch.actions[:, n:], batch.target)

@@ -7,7 +7,9 @@ so at play time a small fixed level tells it how far to trust its own frames). T
 output is regressed on the EDM target (`engine.edm`), weighted sigma^2 / (sigma^2 + `loss_sigma_ref`^2)
 so that the levels where the next frame is predicted from context and actions are not drowned by
 noise-prediction gradients (`engine.edm.loss_weight`). A share `start_share` of samples are the
-first frames after a start image, padded as a session pads them. The EMA weights are what ships; a
+first frames after a start image, padded as a session pads them. From `own_context_from` of the run
+on, a share `own_context` of samples see the model's own rollout as their newest
+`own_context_frames` context frames (`engine.train.unet_batch.own_context`). The EMA weights are what ships; a
 run folder with state is resumed exactly.
 """
 
@@ -34,7 +36,7 @@ from engine.train.runtime import (
     setup_dist,
     wrap_ddp,
 )  # fmt: skip
-from engine.train.unet_batch import UNetBatch, UNetSampler
+from engine.train.unet_batch import UNetBatch, UNetSampler, own_context
 from engine.train.world_trainer import load_or_build_cache, save_run
 
 
@@ -79,7 +81,8 @@ def train_unet(cfg: UNetTrainConfig) -> dict:
     out = Path(run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache, _ = load_or_build_cache(cfg, preset, d, ucfg.context_frames + 2)
-    sampler = UNetSampler(cache, ucfg.context_frames, mouse=ucfg.mouse_dim > 0)
+    own_frames = cfg.own_context_frames if cfg.own_context > 0 else 0
+    sampler = UNetSampler(cache, ucfg.context_frames, mouse=ucfg.mouse_dim > 0, history=own_frames)
 
     def build() -> LatentUNet:
         return LatentUNet(ucfg, preset.vae.z_dim)
@@ -109,7 +112,10 @@ def train_unet(cfg: UNetTrainConfig) -> dict:
     while step < run.steps and not (run.stop_after and step >= run.stop_after):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, run)
-        batch = sampler.sample(b, gen, cfg.start_share)
+        batch = sampler.sample(b, gen, cfg.start_share).to(d.device)
+        share = cfg.own_context if step >= cfg.own_context_from * run.steps else 0.0
+        with autocast(d.device, run.bf16):
+            batch = own_context(model, batch, ucfg.context_frames, share, ucfg, sampler_sigmas, gen)
         sigma = training_sigmas(b, gen, sampler_sigmas, cfg.sampler_share)
         noise = torch.randn(batch.target.shape, generator=gen)
         level = torch.rand(b, generator=gen) * cfg.context_noise_max
