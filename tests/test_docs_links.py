@@ -11,8 +11,7 @@ DOCS = [
     *sorted((REPO / "docs").rglob("*.md")),
     *sorted((REPO / "benchmarks").glob("*.md")),
 ]
-# docs/training.md still names ../shared/reference/small-world-models.md (issue 22 item 9; owned elsewhere)
-KNOWN = {"docs/training.md"}
+KNOWN: set[str] = set()  # docs allowed to link outside the repository (none)
 CASES = [
     pytest.param(d, id=str(d.relative_to(REPO)), marks=pytest.mark.xfail(reason="links outside the repo"))
     if str(d.relative_to(REPO)) in KNOWN
