@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--image-encoder-checkpoint", help="CLIP weights (the official open-clip .pth); default: the preset's"
     )
+    p.add_argument(
+        "--model-dir",
+        metavar="DIR",
+        help="the Hugging Face folder Skywork/Matrix-Game-2.0 (mg2-* presets): the preset's DiT, "
+        "Wan2.1_VAE.pth and the CLIP .pth from it; a --*checkpoint flag wins over its file",
+    )
     p.add_argument("--image", help="start image PATH, or var:MAP07 to dream one (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, help="display frame rate (default: the preset's)")
@@ -204,7 +210,11 @@ def run(argv: Optional[list[str]] = None) -> int:
     if args.replay:
         return _replay(args, device)
     preset = with_weights(
-        load_preset(args.preset), args.checkpoint, args.vae_checkpoint, args.image_encoder_checkpoint
+        load_preset(args.preset),
+        args.checkpoint,
+        args.vae_checkpoint,
+        args.image_encoder_checkpoint,
+        model_dir=args.model_dir,
     )
     if preset.world == "vizdoom":
         require_vizdoom(f"--preset {preset.name}")

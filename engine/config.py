@@ -309,16 +309,68 @@ def load_preset(name_or_path: str) -> Preset:
     return preset
 
 
+# The Hugging Face repo Skywork/Matrix-Game-2.0 as downloaded: one distilled DiT per mode, one VAE and
+# one CLIP file for all (docs: shared reference matrix-game-2.md, section 11).
+MG2_DIT_FILES = {
+    "universal": "base_distilled_model/base_distill.safetensors",
+    "gta_drive": "gta_distilled_model/gta_keyboard2dim.safetensors",
+    "templerun": "templerun_distilled_model/templerun_7dim_onlykey.safetensors",
+}
+MG2_VAE_FILE = "Wan2.1_VAE.pth"
+MG2_CLIP_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
+MG2_PRESETS = {"universal": "mg2-universal", "gta_drive": "mg2-gta-drive", "templerun": "mg2-templerun"}
+
+
+def model_dir_files(
+    preset: Preset, model_dir: str, given: tuple[Optional[str], ...] = (None, None, None)
+) -> tuple[str, str, str]:
+    """(DiT, VAE, CLIP) paths in a Skywork/Matrix-Game-2.0 folder for an mg2 preset, or a one-line
+    ValueError naming the missing file and what the folder should hold.
+
+    An mg2 preset is one that builds the official model of its mode (same `model`, a Wan VAE and a CLIP
+    encoder as `mg2-<mode>`), so a renamed copy of an mg2 YAML qualifies and `tiny` does not. `given`:
+    (DiT, VAE, CLIP) files passed on their own, which the folder then need not hold."""
+    official = MG2_PRESETS.get(preset.mode)
+    if (
+        official is None
+        or preset.world != "model"
+        or preset.unet is not None
+        or preset.vae.kind != "wan"
+        or preset.image_encoder.kind != "clip"
+        or preset.model != load_preset(official).model
+    ):
+        raise ValueError(
+            f"--model-dir is for the Matrix-Game 2.0 presets ({', '.join(MG2_PRESETS.values())}); "
+            f"preset {preset.name} is not one (pass --checkpoint FILE instead)"
+        )
+    wanted = (MG2_DIT_FILES[preset.mode], MG2_VAE_FILE, MG2_CLIP_FILE)
+    should = (
+        f"it should hold the Hugging Face repo Skywork/Matrix-Game-2.0: {', '.join(wanted)} for {preset.name}"
+    )
+    if not os.path.isdir(model_dir):
+        raise ValueError(f"--model-dir {model_dir}: folder not found; {should}")
+    paths = tuple(os.path.join(model_dir, name) for name in wanted)
+    for name, path, own in zip(wanted, paths, given, strict=True):
+        if not own and not os.path.isfile(path):
+            raise ValueError(f"--model-dir {model_dir}: {name} is missing; {should}")
+    return paths
+
+
 def with_weights(
     preset: Preset,
     checkpoint: Optional[str] = None,
     vae: Optional[str] = None,
     image_encoder: Optional[str] = None,
+    model_dir: Optional[str] = None,
 ) -> Preset:
     """The preset with weight files replaced (absolute paths; kept in meta.json, so replay finds them).
 
-    The one place a `--checkpoint` / `--vae-checkpoint` / `--image-encoder-checkpoint` override
-    enters; everything downstream reads the preset's fields only."""
+    The one place a `--checkpoint` / `--vae-checkpoint` / `--image-encoder-checkpoint` / `--model-dir`
+    override enters; everything downstream reads the preset's fields only. `model_dir` (an mg2 preset
+    only, `model_dir_files`) supplies the three files; a file given on its own wins over the folder's."""
+    if model_dir:
+        dit_file, vae_file, clip_file = model_dir_files(preset, model_dir, (checkpoint, vae, image_encoder))
+        checkpoint, vae, image_encoder = checkpoint or dit_file, vae or vae_file, image_encoder or clip_file
     if checkpoint:
         preset = _replace(preset, checkpoint=os.path.abspath(checkpoint))
     if vae:
