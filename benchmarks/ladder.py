@@ -5,7 +5,8 @@
 
 For each episode of a shard folder (the real frames and the actions that made them):
 - teacher-forced one step: the session starts from real frame p - 1 and generates frame p under the
-  recorded action, at `--positions` random p; PSNR against real frame p, beside copying frame p - 1;
+  recorded action, at `--positions` random p; PSNR against real frame p, beside copying frame p - 1
+  and beside the VAE's round trip of frame p (no model on this VAE can beat it);
 - free rollout: the session starts from frame 0 and plays the recorded actions; PSNR against the real
   frame and sharpness (mean image gradient, generated / real over the second before) at each
   `--seconds` mark, beside repeating frame 0.
@@ -62,15 +63,28 @@ def sampler_text(preset) -> str:
     return f"{list(s.denoising_step_list)} + context pass at {s.context_noise}"
 
 
-def teacher_forced(session, frames, actions, positions, seed: int) -> tuple[float, float]:
-    """Mean PSNR of one generated frame from the real frame before it, and of copying that frame."""
-    gen, copy = [], []
+def teacher_forced(session, frames, actions, positions, seed: int) -> tuple[float, float, float]:
+    """Mean PSNR of one generated frame from the real frame before it, of copying that frame, and of
+    the VAE's own round trip of the real frame (the ceiling of any model on this VAE)."""
+    gen, copy, vae = [], [], []
     for k, p in enumerate(positions):
         session.start(np.ascontiguousarray(frames[p - 1]), seed=seed + k)
         out = play(session, actions.slice(p - 1, p + 1))  # frame p - 1 (the start), then frame p
         gen.append(psnr(out[1], frames[p]))
         copy.append(psnr(frames[p - 1], frames[p]))
-    return float(np.mean(gen)), float(np.mean(copy))
+        vae.append(psnr(round_trip(session.vae, frames[p]), frames[p]))
+    return float(np.mean(gen)), float(np.mean(copy)), float(np.mean(vae))
+
+
+def round_trip(vae, frame: np.ndarray) -> np.ndarray:
+    """The frame encoded alone and decoded by the session's VAE, uint8 [H, W, 3]."""
+    import torch
+
+    from engine.conditioning import frames_to_uint8, image_to_tensor
+
+    with torch.no_grad():
+        x = image_to_tensor(np.ascontiguousarray(frame)).to(next(vae.parameters()).dtype)
+        return frames_to_uint8(vae.decode(vae.encode(x[:, None])))[-1]
 
 
 def main(argv=None) -> int:
@@ -112,11 +126,11 @@ def main(argv=None) -> int:
         frames, actions = episode(args.data, entry["name"])
         n = len(frames)
         pos = sorted(rng.choice(np.arange(1, n), size=min(args.positions, n - 1), replace=False).tolist())
-        tf, copy = teacher_forced(session, frames, actions, pos, args.seed)
+        tf, copy, vae = teacher_forced(session, frames, actions, pos, args.seed)
         horizon = min(n, int(max(marks) * fps) + 1)
         session.start(np.ascontiguousarray(frames[0]), seed=args.seed)
         gen = play(session, actions.slice(0, horizon))
-        row = {"episode": entry["name"], "teacher_forced": tf, "copy_last": copy}
+        row = {"episode": entry["name"], "teacher_forced": tf, "copy_last": copy, "vae_round_trip": vae}
         for s in marks:
             i = int(round(s * fps))
             if i < horizon:
