@@ -11,6 +11,12 @@ Modes (`mode=`):
 Few-step: a fraction `few_step` of the target blocks is noised at exactly the sampler's timesteps (the
 preset's warped step list), the rest from the shifted training table; see docs/training.md.
 Everything else (mask, cond, actions, scheduler) is the inference code. EMA weights are what ships.
+
+Under torchrun (DDP) `run.batch_size` is per process: every rank draws the whole global batch of
+`batch_size * world` samples (clips, offsets, timesteps, noise) from one generator seeded alike on all
+ranks and trains its own rows of it, so N processes train exactly what one process with the global
+batch trains (tests/test_train_ddp.py). Self-anchor rollouts and anchor noise run on a rank's own rows
+with a per-rank generator (the only draws that differ from one process).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -182,14 +189,22 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     objective = wrap_ddp(objective, d)
     opt = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=run.betas, weight_decay=run.weight_decay)
     ema = EMA(model, cfg.ema, cfg.ema_start)
-    gen = torch.Generator().manual_seed(run.seed * 1000 + d.rank)
+    b, b_all = run.batch_size, run.batch_size * d.world  # per process, global
+    rows = slice(d.rank * b, (d.rank + 1) * b)  # this rank's share of every global draw
+    gen = torch.Generator().manual_seed(run.seed * 1000)  # alike on every rank: all draw the global batch
     step = 0
     state = load_train_state(out)
     if state is not None:
+        saved = state.get("global_batch", b_all)
+        if saved != b_all:
+            raise ValueError(
+                f"{out} was trained with a global batch of {saved} (run.batch_size x processes); this "
+                f"run has {b} x {d.world} = {b_all}: set run.batch_size to {saved} / processes to resume"
+            )
         model.load_state_dict(load_weights(out / "model.safetensors"))
         ema.load_state_dict(load_weights(out / "ema.safetensors"))
         opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["sampler"][d.rank])
+        gen.set_state(state["sampler"][0])
         set_rng_state(state["rng"])
         step = state["step"]
     log = MetricsLog(out / "metrics.jsonl", d.main)
@@ -204,21 +219,23 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, run)
         start, n = plan_sequence(cfg, max_block, fpb, n_seq, gen)
+        clips = torch.randint(cache.num_clips, (b_all,), generator=gen).tolist()[rows]
         batch = sample_batch(
-            cache, run.batch_size, n, start, gen,
+            cache, b, n, start, gen, clips=clips,
             condition=preset.condition, frames_per_block=fpb, windowing=windowing,
         )  # fmt: skip
         batch = batch.to(d.device)
         last_latent = preset.condition == "last_latent"
+        own = gen if d.world == 1 else torch.Generator().manual_seed(run.seed * 10**9 + step * 1000 + d.rank)
         if cfg.self_anchor > 0 and n > fpb:
             with autocast(d.device, run.bf16):
-                batch = own_context(model, batch, fpb, cfg.self_anchor, few_t, gen, anchors=last_latent)
+                batch = own_context(model, batch, fpb, cfg.self_anchor, few_t, own, anchors=last_latent)
         if last_latent and cfg.anchor_noise_max > 0:
-            batch = noisy_anchors(batch, fpb, cfg.anchor_noise_max, gen)
-        t, w = make_frame_plan(cfg, preset, step, run.batch_size, gen, n, few_t)
-        noise = torch.randn(batch.x0.shape, generator=gen).to(d.device)
+            batch = noisy_anchors(batch, fpb, cfg.anchor_noise_max, own)
+        t, w = (x[rows] for x in make_frame_plan(cfg, preset, step, b_all, gen, n, few_t))
+        noise = torch.randn((b_all, *batch.x0.shape[1:]), generator=gen)[rows].to(d.device)
         t, w = t.to(d.device), w.to(d.device)
-        keep = (torch.rand(run.batch_size, generator=gen) >= cfg.action_dropout).float()
+        keep = (torch.rand(b_all, generator=gen) >= cfg.action_dropout).float()[rows]
         with autocast(d.device, run.bf16):
             loss, _ = objective(batch, t, noise, w, keep.to(d.device))
         opt.zero_grad(set_to_none=True)
@@ -227,7 +244,7 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         opt.step()
         step += 1
         ema.update(model, step)
-        speed.add(run.batch_size * d.world)
+        speed.add(b_all)
         if step % run.log_every == 0 or step == run.steps:
             last = {"loss": float(all_reduce_mean(loss.detach(), d)), "grad_norm": float(gnorm)}
             last.update(samples_per_s=speed.rate(), lr=lr_at(step - 1, run), start=start)
@@ -236,7 +253,8 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         bar.update(1)
         due = step % run.ckpt_every == 0 or (run.ckpt_every_s and time.time() - last_save > run.ckpt_every_s)
         if due or step == run.steps or step == run.stop_after:
-            save_run(out, preset, model, ema, opt, gen, step, d, lambda: CausalWanModel(preset.model))
+            build = lambda: CausalWanModel(preset.model)  # noqa: E731
+            save_run(out, preset, model, ema, opt, gen, step, d, build, {"global_batch": b_all})
             last_save = time.time()
         if run.sample_every and d.main and (step % run.sample_every == 0 or step == run.steps):
             from engine.train.sampling_video import write_samples
@@ -251,9 +269,21 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     return last
 
 
-def save_run(out: Path, preset: Preset, model, ema: EMA, opt, gen, step: int, d: Dist, build) -> None:
-    """model.safetensors + ema.safetensors (the preset embedded, as shipped) + the training state;
-    build() makes an empty model of the same shape for the EMA weights."""
+def save_run(
+    out: Path,
+    preset: Preset,
+    model,
+    ema: EMA,
+    opt,
+    gen,
+    step: int,
+    d: Dist,
+    build,
+    extra: Optional[dict] = None,
+) -> None:
+    """model.safetensors + ema.safetensors (the preset embedded, as shipped) + the training state (with
+    `extra` merged in), written by rank 0 only; build() makes an empty model of the same shape for the
+    EMA weights."""
     states = [gen.get_state()]
     if d.world > 1:
         import torch.distributed as dist
@@ -266,4 +296,6 @@ def save_run(out: Path, preset: Preset, model, ema: EMA, opt, gen, step: int, d:
         (out / "model.safetensors.tmp").replace(out / "model.safetensors")
         save_checkpoint(out / "ema.safetensors.tmp", ema.copy_to(build()), shipped)
         (out / "ema.safetensors.tmp").replace(out / "ema.safetensors")
-        save_train_state(out, {"optimizer": opt.state_dict(), "sampler": states, "step": step})
+        save_train_state(
+            out, {"optimizer": opt.state_dict(), "sampler": states, "step": step, **(extra or {})}
+        )
