@@ -294,3 +294,37 @@ def test_own_context_replaces_the_newest_frames_by_the_models_rollout(synthetic_
     torch.testing.assert_close(own.context, ctx[:, 2:])
     assert not torch.allclose(own.context[:, -1], batch.context[:, -1])
     torch.testing.assert_close(own.target, batch.target)
+
+
+def test_unet_training_on_two_processes_equals_one_with_the_global_batch(tmp_path):
+    """`torchrun --nproc_per_node 2 -m engine.train unet` (CPU, gloo) with batch 2 per process trains
+    what one process with batch 4 trains (fp32: only the summation order differs). Own-context rollouts
+    use a per-rank generator, so they are off here."""
+    import subprocess
+    import sys
+
+    from engine.train.ckpt import load_weights
+    from engine.train.config import UNetTrainConfig, load_train_config
+    from engine.train.unet_trainer import train_unet
+    from engine.worlds.synthetic import record_synthetic
+
+    record_synthetic(tmp_path / "data", episodes=2, frames=20, height=64, width=64)
+    common = [f"preset={PRESET}", f"data=[{tmp_path / 'data'}]", f"latents={tmp_path / 'lat'}", "run.steps=4",
+              "run.progress=false", "run.log_every=1", "run.bf16=false", "run.threads=1", "ema_start=0",
+              "start_share=0.3"]  # fmt: skip
+    train_unet(
+        load_train_config(
+            UNetTrainConfig, None, [*common, "run.batch_size=4", f"run.out_dir={tmp_path / 'one'}"]
+        )
+    )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "engine.train", "unet", *common, "run.batch_size=2",
+           f"run.out_dir={tmp_path / 'two'}"]  # fmt: skip
+    env = dict(__import__("os").environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one, two = (
+        load_weights(tmp_path / "one" / "model.safetensors"),
+        load_weights(tmp_path / "two" / "model.safetensors"),
+    )
+    assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-5

@@ -26,6 +26,9 @@ class UNetBatch:
     def to(self, device) -> "UNetBatch":
         return UNetBatch(self.context.to(device), self.actions.to(device), self.target.to(device))
 
+    def rows(self, rows: slice) -> "UNetBatch":
+        return UNetBatch(self.context[rows], self.actions[rows], self.target[rows])
+
 
 class UNetSampler:
     """Draws `UNetBatch`es; `mouse` False drops the mouse columns (a keyboard-only world). With `history`

@@ -7,7 +7,9 @@ so at play time a small fixed level tells it how far to trust its own frames). T
 output is regressed on the EDM target (`engine.edm`), weighted sigma^2 / (sigma^2 + `loss_sigma_ref`^2)
 so that the levels where the next frame is predicted from context and actions are not drowned by
 noise-prediction gradients (`engine.edm.loss_weight`). A share `start_share` of samples are the
-first frames after a start image, padded as a session pads them. From `own_context_from` of the run
+first frames after a start image, padded as a session pads them. Under torchrun every rank draws the
+global batch (`run.batch_size` x processes) from one generator and trains its own rows, as the
+`world` trainer does (tests/test_train_ddp.py). From `own_context_from` of the run
 on, a share `own_context` of samples see the model's own rollout as their newest
 `own_context_frames` context frames (`engine.train.unet_batch.own_context`). The EMA weights are what ships; a
 run folder with state is resumed exactly.
@@ -37,7 +39,7 @@ from engine.train.runtime import (
     wrap_ddp,
 )  # fmt: skip
 from engine.train.unet_batch import UNetBatch, UNetSampler, own_context
-from engine.train.world_trainer import load_or_build_cache, save_run
+from engine.train.world_trainer import check_global_batch, load_or_build_cache, save_run
 
 
 class UNetObjective(torch.nn.Module):
@@ -92,14 +94,17 @@ def train_unet(cfg: UNetTrainConfig) -> dict:
     objective = wrap_ddp(UNetObjective(model, cfg.loss_sigma_ref), d)
     opt = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=run.betas, weight_decay=run.weight_decay)
     ema = EMA(model, cfg.ema, cfg.ema_start)
-    gen = torch.Generator().manual_seed(run.seed * 1000 + d.rank)
+    b, b_all = run.batch_size, run.batch_size * d.world  # per process, global
+    rows = slice(d.rank * b, (d.rank + 1) * b)  # this rank's share of every global draw
+    gen = torch.Generator().manual_seed(run.seed * 1000)  # alike on every rank: all draw the global batch
     step = 0
     state = load_train_state(out)
     if state is not None:
+        check_global_batch(out, state, b, d.world)
         model.load_state_dict(load_weights(out / "model.safetensors"))
         ema.load_state_dict(load_weights(out / "ema.safetensors"))
         opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["sampler"][d.rank])
+        gen.set_state(state["sampler"][0])
         set_rng_state(state["rng"])
         step = state["step"]
     log = MetricsLog(out / "metrics.jsonl", d.main)
@@ -107,20 +112,20 @@ def train_unet(cfg: UNetTrainConfig) -> dict:
         (out / "config.yaml").write_text(config_to_yaml(cfg))
     bar = progress(run.steps, step, d.main and run.progress, "world/unet")
     speed, last_save, last = Throughput(), time.time(), {}
-    b = run.batch_size
     sampler_sigmas = karras_sigmas(ucfg)
     while step < run.steps and not (run.stop_after and step >= run.stop_after):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, run)
-        batch = sampler.sample(b, gen, cfg.start_share).to(d.device)
+        batch = sampler.sample(b_all, gen, cfg.start_share).rows(rows).to(d.device)
         share = cfg.own_context if step >= cfg.own_context_from * run.steps else 0.0
+        own = gen if d.world == 1 else torch.Generator().manual_seed(run.seed * 10**9 + step * 1000 + d.rank)
         with autocast(d.device, run.bf16):
-            batch = own_context(model, batch, ucfg.context_frames, share, ucfg, sampler_sigmas, gen)
-        sigma = training_sigmas(b, gen, sampler_sigmas, cfg.sampler_share)
-        noise = torch.randn(batch.target.shape, generator=gen)
-        level = torch.rand(b, generator=gen) * cfg.context_noise_max
-        context_noise = torch.randn(batch.context.shape, generator=gen)
-        keep = (torch.rand(b, generator=gen) >= cfg.action_dropout).float()
+            batch = own_context(model, batch, ucfg.context_frames, share, ucfg, sampler_sigmas, own)
+        sigma = training_sigmas(b_all, gen, sampler_sigmas, cfg.sampler_share)[rows]
+        noise = torch.randn((b_all, *batch.target.shape[1:]), generator=gen)[rows]
+        level = (torch.rand(b_all, generator=gen) * cfg.context_noise_max)[rows]
+        context_noise = torch.randn((b_all, *batch.context.shape[1:]), generator=gen)[rows]
+        keep = (torch.rand(b_all, generator=gen) >= cfg.action_dropout).float()[rows]
         tensors = [batch.context, batch.actions, batch.target, sigma, noise, level, context_noise, keep]
         ctx, act, tgt, sigma, noise, level, context_noise, keep = (t.to(d.device) for t in tensors)
         with autocast(d.device, run.bf16):
@@ -131,7 +136,7 @@ def train_unet(cfg: UNetTrainConfig) -> dict:
         opt.step()
         step += 1
         ema.update(model, step)
-        speed.add(b * d.world)
+        speed.add(b_all)
         if step % run.log_every == 0 or step == run.steps:
             last = {"loss": float(all_reduce_mean(loss.detach(), d)), "x0_mse": float(x0_mse)}
             last.update(grad_norm=float(gnorm), samples_per_s=speed.rate(), lr=lr_at(step - 1, run))
@@ -140,7 +145,7 @@ def train_unet(cfg: UNetTrainConfig) -> dict:
         bar.update(1)
         due = step % run.ckpt_every == 0 or (run.ckpt_every_s and time.time() - last_save > run.ckpt_every_s)
         if due or step == run.steps or step == run.stop_after:
-            save_run(out, preset, model, ema, opt, gen, step, d, build)
+            save_run(out, preset, model, ema, opt, gen, step, d, build, {"global_batch": b_all})
             last_save = time.time()
     bar.close()
     return last

@@ -195,12 +195,7 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     step = 0
     state = load_train_state(out)
     if state is not None:
-        saved = state.get("global_batch", b_all)
-        if saved != b_all:
-            raise ValueError(
-                f"{out} was trained with a global batch of {saved} (run.batch_size x processes); this "
-                f"run has {b} x {d.world} = {b_all}: set run.batch_size to {saved} / processes to resume"
-            )
+        check_global_batch(out, state, b, d.world)
         model.load_state_dict(load_weights(out / "model.safetensors"))
         ema.load_state_dict(load_weights(out / "ema.safetensors"))
         opt.load_state_dict(state["optimizer"])
@@ -267,6 +262,16 @@ def train_world(cfg: WorldTrainConfig) -> dict:
             last.update(res)
     bar.close()
     return last
+
+
+def check_global_batch(out: Path, state: dict, batch: int, world: int) -> None:
+    """A run resumes only with the global batch it was trained with (any split over processes)."""
+    saved = state.get("global_batch", batch * world)
+    if saved != batch * world:
+        raise ValueError(
+            f"{out} was trained with a global batch of {saved} (run.batch_size x processes); this run "
+            f"has {batch} x {world} = {batch * world}: set run.batch_size to {saved} / processes to resume"
+        )
 
 
 def save_run(
