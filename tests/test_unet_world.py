@@ -328,3 +328,21 @@ def test_unet_training_on_two_processes_equals_one_with_the_global_batch(tmp_pat
         load_weights(tmp_path / "two" / "model.safetensors"),
     )
     assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-5
+
+
+def test_a_resumed_run_logs_every_step_once(tmp_path):
+    """Rows an interrupted run logged after its last checkpoint are dropped when it resumes."""
+    import json
+
+    from engine.train.runtime import MetricsLog
+
+    path = tmp_path / "metrics.jsonl"
+    first = MetricsLog(path, True)
+    for step in (10, 20, 30):
+        first.write(step, loss=1.0)
+    with open(path, "a") as f:
+        f.write('{"step": 4')  # cut by a kill
+    resumed = MetricsLog(path, True, resume_step=20)
+    resumed.write(30, loss=0.5)
+    rows = [json.loads(r) for r in path.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30] and rows[-1]["loss"] == 0.5

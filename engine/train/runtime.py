@@ -87,10 +87,18 @@ def autocast(device: torch.device, enabled: bool):
 
 
 class MetricsLog:
-    """Append-only JSONL metrics (one object per line, with step and wall time) on the main process."""
+    """Append-only JSONL metrics (one object per line, with step and wall time) on the main process.
 
-    def __init__(self, path: Path, enabled: bool):
+    A resumed run (`resume_step` > 0) first drops the rows logged after its checkpoint by the run that
+    was interrupted, so every step appears once."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int = 0):
         self.path, self.enabled, self.t0 = path, enabled, time.time()
+        if enabled and resume_step and path.is_file():
+            kept = [r for r in path.read_text().splitlines() if _logged_step(r) <= resume_step]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(r + "\n" for r in kept))
+            tmp.replace(path)
 
     def write(self, step: int, **values) -> None:
         if not self.enabled:
@@ -99,6 +107,13 @@ class MetricsLog:
         row.update({k: (round(v, 6) if isinstance(v, float) else v) for k, v in values.items()})
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
+
+
+def _logged_step(row: str) -> float:
+    try:
+        return float(json.loads(row).get("step", 0))
+    except (ValueError, AttributeError):
+        return float("inf")  # an unreadable (cut) line is dropped
 
 
 def progress(total: int, initial: int, enabled: bool, desc: str):

@@ -107,7 +107,7 @@ def train_unet(cfg: UNetTrainConfig) -> dict:
         gen.set_state(state["sampler"][0])
         set_rng_state(state["rng"])
         step = state["step"]
-    log = MetricsLog(out / "metrics.jsonl", d.main)
+    log = MetricsLog(out / "metrics.jsonl", d.main, step)
     if d.main:
         (out / "config.yaml").write_text(config_to_yaml(cfg))
     bar = progress(run.steps, step, d.main and run.progress, "world/unet")

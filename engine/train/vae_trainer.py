@@ -185,7 +185,7 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         vae.load_state_dict(load_tiny_vae(vae_cfg, cfg.init).state_dict())
     else:
         init_pca(vae, data.sample(16, torch.Generator().manual_seed(run.seed)))
-    log = MetricsLog(out / "metrics.jsonl", d.main)
+    log = MetricsLog(out / "metrics.jsonl", d.main, step)
     if d.main:
         (out / "config.yaml").write_text(config_to_yaml(cfg))
     bar = progress(run.steps, step, d.main and run.progress, "vae")

@@ -202,7 +202,7 @@ def train_world(cfg: WorldTrainConfig) -> dict:
         gen.set_state(state["sampler"][0])
         set_rng_state(state["rng"])
         step = state["step"]
-    log = MetricsLog(out / "metrics.jsonl", d.main)
+    log = MetricsLog(out / "metrics.jsonl", d.main, step)
     if d.main:
         (out / "config.yaml").write_text(config_to_yaml(cfg))
     bar = progress(run.steps, step, d.main and run.progress, f"world/{cfg.mode}")
