@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fullscreen", action="store_true")
     p.add_argument("--record", metavar="DIR", help="record the session into DIR from the first frame")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument(
+        "--force-cpu", action="store_true",
+        help="run a preset on the CPU even when it would take minutes per block (full-size mg2-*)",
+    )  # fmt: skip
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     p.add_argument("--list-presets", action="store_true", help="list presets and exit")
     p.add_argument("--headless", action="store_true", help="no window: generate from --actions into --out")
@@ -182,6 +186,23 @@ def validate(args, parser: argparse.ArgumentParser) -> None:
         check_no_links(args.record, flag="--record")
 
 
+CPU_BLOCK_LIMIT_S = 60.0  # a preset slower than this per block on the CPU needs --force-cpu
+
+
+def check_cpu_cost(preset: Preset) -> None:
+    """Refuse, in one line, a preset that would take minutes per block on this CPU (the full-size
+    Matrix-Game models), before building it; `--force-cpu` runs it anyway."""
+    from engine.cost import cpu_block_seconds, model_parameters
+
+    seconds, rate = cpu_block_seconds(preset)
+    if seconds > CPU_BLOCK_LIMIT_S:
+        raise ValueError(
+            f"preset {preset.name} is a {model_parameters(preset) / 1e9:.1f}B-parameter model: one block "
+            f"would take at least {seconds / 60:.0f} min on this CPU (bf16 matmuls measured at "
+            f"{rate / 1e9:.0f} GFLOP/s); use --device cuda, or pass --force-cpu to run it anyway"
+        )
+
+
 def note_random_weights(preset) -> None:
     """A world-model preset without weights runs random ones (tests, benchmarks); say so, once."""
     if preset.world == "model" and not preset.checkpoint:
@@ -218,6 +239,8 @@ def run(argv: Optional[list[str]] = None) -> int:
     )
     if preset.world == "vizdoom":
         require_vizdoom(f"--preset {preset.name}")
+    if device == "cpu" and not args.force_cpu:
+        check_cpu_cost(preset)
     if args.compare:
         from app.compare import compare_world
 
