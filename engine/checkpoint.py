@@ -110,6 +110,14 @@ def load_unet_weights(model: torch.nn.Module, path: Union[str, Path], preset: Pr
     _load_strict(model, state, diffs, path, f"preset {preset.name}")
 
 
+def _trained_preset(file_preset: dict) -> str:
+    """ ", --preset NAME" for a checkpoint's embedded preset when that preset ships, else ""."""
+    from engine.config import list_presets
+
+    name = file_preset.get("name", "")
+    return f", --preset {name}" if name in list_presets() else f" ({name})" if name else ""
+
+
 def _plain(value):
     """JSON and dataclass forms of a config value compare equal (lists vs tuples)."""
     return list(value) if isinstance(value, (list, tuple)) else value
@@ -145,7 +153,8 @@ def check_conditioning(file_preset: Optional[dict], preset: Preset, path: Union[
     if trained != used:
         raise CheckpointError(
             f"{Path(path).name} was trained with other conditioning than preset {preset.name} "
-            f"(file != preset: condition {trained} != {used}); use the preset it was trained with"
+            f"(file != preset: condition {trained} != {used}); play it with the preset it was trained "
+            f"with{_trained_preset(file_preset)}"
         )
     warp = file_preset.get("anchor_warp", {})
     if any(float(v) != 0.0 for v in warp.values()):
