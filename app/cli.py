@@ -302,6 +302,7 @@ def run(argv: Optional[list[str]] = None) -> int:
             fullscreen=args.fullscreen,
             record_dir=args.record,
             threads=threads,
+            show_hud=not args.compare,  # the HUD panel would cover the real game; H shows it
         )
         app = App(world, preset, images, args.seed, options, meta)
         code = app.run()

@@ -40,6 +40,7 @@ class CompareWorld:
         self.spec = WorldSpec(
             f"{r.name}|{d.name}", r.mode, r.height, 2 * r.width, r.fps, r.keyboard_dim, r.has_mouse
         )
+        self.split_labels = (f"real: {r.name}", f"dream: {d.name}")  # left half, right half (window)
         self._writers: list = []
         self._side_frames = 0
         self._max_side_frames: Optional[int] = None

@@ -124,6 +124,21 @@ def draw_badges(surface: pygame.Surface, font: pygame.font.Font, s: HudStats) ->
         x = box.x - 6
 
 
+def draw_split_labels(
+    surface: pygame.Surface, font: pygame.font.Font, rect: pygame.Rect, labels: tuple[str, ...]
+) -> None:
+    """Name the side-by-side halves of `rect` (the picture on screen): a tag at each half's bottom left."""
+    width = rect.width // len(labels)
+    for i, text in enumerate(labels):
+        label = font.render(text, True, (255, 255, 255))
+        box = pygame.Rect(0, 0, label.get_width() + 12, label.get_height() + 4)
+        box.bottomleft = (rect.x + i * width + 6, rect.bottom - 6)
+        tag = pygame.Surface(box.size, pygame.SRCALPHA)
+        tag.fill((0, 0, 0, 170))
+        surface.blit(tag, box)
+        surface.blit(label, (box.x + 6, box.y + 2))
+
+
 def draw_error(surface: pygame.Surface, font: pygame.font.Font, message: str) -> None:
     label = font.render(message[:160], True, (255, 255, 255))
     bar = pygame.Rect(

@@ -23,7 +23,15 @@ import pygame
 from app.errors import NoDisplayError
 from app.frame_queue import FrameQueue, QueuedFrame
 from app.generation_thread import GenerationThread
-from app.hud import HudStats, NewFrameRate, draw_badges, draw_center, draw_error, draw_hud
+from app.hud import (
+    HudStats,
+    NewFrameRate,
+    draw_badges,
+    draw_center,
+    draw_error,
+    draw_hud,
+    draw_split_labels,
+)
 from app.input_state import InputState
 from app.keymaps import keymap_for
 from app.out_folder import holds_recording
@@ -354,6 +362,9 @@ class App:
             surf = pygame.image.frombuffer(np.ascontiguousarray(image).tobytes(), (w, h), "RGB")
             rect = letterbox((w, h), screen.get_size())
             screen.blit(pygame.transform.smoothscale(surf, rect.size), rect)
+            labels = getattr(self.world, "split_labels", None)  # --compare: which half is which
+            if labels:
+                draw_split_labels(screen, self.font, rect, labels)
         elif self.gen.error is None:
             draw_center(screen, self.font, f"generating the first block of {self.preset.name} ...")
         stats = self.stats()
