@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compare-preset", default="vizdoom", help="the real world for --compare (default vizdoom)"
     )
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--threads", type=int,
+        help="CPU threads for torch (default: the cores not kept busy by other work; shown in the HUD)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -221,11 +224,12 @@ def run(argv: Optional[list[str]] = None) -> int:
             print(name)
         return 0
     validate(args, parser)
-    from engine.threads import default_threads, serial
+    from engine.threads import auto_threads, serial
     from engine.threads import use as use_threads
     from engine.worlds import build_world
 
-    threads = default_threads(args.threads)
+    threads, why = (args.threads, "--threads") if args.threads else auto_threads()
+    threads_note = f"{threads} ({why if args.threads else 'auto: ' + why})"
     use_threads(threads)
     device = check_device(args.device) if args.device else default_device()
     if args.replay:
@@ -302,6 +306,7 @@ def run(argv: Optional[list[str]] = None) -> int:
             fullscreen=args.fullscreen,
             record_dir=args.record,
             threads=threads,
+            threads_note=threads_note,
             show_hud=not args.compare,  # the HUD panel would cover the real game; H shows it
         )
         app = App(world, preset, images, args.seed, options, meta)

@@ -34,6 +34,7 @@ class HudStats:
     dream_ms: Optional[float] = None
     error: str = ""
     notice: str = ""
+    threads: str = ""  # CPU threads and how they were chosen, e.g. "2 (auto: 2 cores, load 0.1)"
 
 
 class NewFrameRate:
@@ -79,7 +80,8 @@ def hud_lines(s: HudStats) -> list[str]:
         f"  sens x{s.sensitivity:.2f}{'  [captured]' if s.mouse_captured else ''}",
         f"display {s.display_fps:4.1f}/{s.target_fps:g} fps   gen {s.gen_fps:5.1f} fps"
         f"   {s.block_ms:6.0f} ms/block",
-        f"latency {latency}   queue {s.queue_depth}/{s.queue_capacity}   block {s.block}   stalls {s.stalls}",
+        f"latency {latency}   queue {s.queue_depth}/{s.queue_capacity}   block {s.block}   stalls {s.stalls}"
+        + (f"   threads {s.threads}" if s.threads else ""),
     ]
     if s.dream_ms is not None:
         lines.append(f"dreamed start scene in {s.dream_ms:.0f} ms")

@@ -59,6 +59,7 @@ class AppOptions:
     show_hud: bool = True
     title: str = "worldplayer"
     threads: int = 0  # torch threads of the generation thread (0 = torch's default)
+    threads_note: str = ""  # how that count was chosen, for the HUD ("auto: 2 cores, load 0.1")
 
 
 OFFSCREEN_DRIVERS = ("offscreen", "dummy")  # SDL video drivers that show no window
@@ -410,6 +411,7 @@ class App:
             dream_ms=self.gen.dream_ms,
             error=f"error: {self.gen.error_text}" if self.gen.error is not None else "",
             notice=notice,
+            threads=self.options.threads_note,
         )
 
     def summary(self) -> dict:

@@ -11,14 +11,30 @@ lets the worker take the real count (`use`).
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import torch
 
 
 def default_threads(requested: Optional[int] = None) -> int:
-    """The intra-op thread count to generate with: `requested`, else torch's default for this thread."""
-    return int(requested) if requested else torch.get_num_threads()
+    """The intra-op thread count to generate with: `requested`, else `auto_threads()`."""
+    return int(requested) if requested else auto_threads()[0]
+
+
+def auto_threads() -> tuple[int, str]:
+    """(threads, why): the cores this process may use minus the load other work puts on them.
+
+    On the 2-core machine, 2 threads were 10-28x slower than 1 while another job kept one core busy
+    (an OpenMP team whose threads wait for each other on a shared core), and faster than 1 on a quiet
+    machine; so a busy core is not counted. `--threads` overrides it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return cores, f"{cores} cores"
+    free = max(1, min(cores, int(cores - load + 0.5)))
+    return free, f"{cores} cores, load {load:.1f}"
 
 
 def serial() -> None:
