@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 
+from app.history import History
 from app.recorder import Recorder, action_rows, frames_sha256
 from engine.actions import ActionBlock
 from engine.worlds import World
@@ -20,8 +21,7 @@ class Rollout:
         self.world = world
         self.seed = seed
         self.frame = 0  # video frames generated so far
-        self.rows: list[dict] = []  # action lines of every frame generated so far
-        self.blocks: list[dict] = []  # per block: first_frame, frames, sha256, ms
+        self.history = History()  # every block's actions and hash so far, compact
         self.recorder: Optional[Recorder] = None
         world.start(image, seed=seed)
         if image is None:  # a world with its own start (the game): its first frame is the start image
@@ -34,13 +34,18 @@ class Rollout:
 
     @property
     def block_index(self) -> int:
-        return len(self.blocks)
+        return len(self.history)
+
+    @property
+    def blocks(self) -> list[dict]:
+        """Per block {block, first_frame, frames, sha256, ms} (built on each call: for summaries)."""
+        return self.history.blocks()
 
     def step(
         self, actions: ActionBlock, keys: Optional[list[str]] = None, keep: Optional[int] = None
     ) -> np.ndarray:
         """Generate one block; returns uint8 [T, H, W, 3]. `keep` < T records only the first `keep` frames."""
-        block = len(self.blocks)
+        block = len(self.history)
         t0 = time.perf_counter()
         frames = self.world.step(actions)
         ms = (time.perf_counter() - t0) * 1000.0
@@ -55,18 +60,17 @@ class Rollout:
             "sha256": frames_sha256(frames),
             "ms": round(ms, 2),
         }
-        rows = action_rows(actions, self.frame, block, keys)
         keep = len(frames) if keep is None else keep
-        self.rows += rows[:keep]
-        self.blocks.append(info)
+        self.history.add(actions, info, keep, keys)
         self.frame += len(frames)
         if self.recorder is not None:
-            self.recorder.add_block(frames[:keep], rows[:keep], info)
+            rows = action_rows(actions.slice(0, keep), info["first_frame"], block, keys)
+            self.recorder.add_block(frames[:keep], rows, info)
         return frames
 
     def attach(self, recorder: Recorder) -> None:
         """Start recording at the current frame; earlier actions and hashes go in as history."""
-        recorder.add_history(list(self.rows), list(self.blocks))
+        recorder.add_history(self.history.rows(), self.history.blocks())
         self.recorder = recorder
 
     def detach(self, extra_meta: Optional[dict] = None, failure: str = "") -> Optional[Recorder]:
