@@ -346,3 +346,16 @@ def test_a_resumed_run_logs_every_step_once(tmp_path):
     resumed.write(30, loss=0.5)
     rows = [json.loads(r) for r in path.read_text().splitlines()]
     assert [r["step"] for r in rows] == [10, 20, 30] and rows[-1]["loss"] == 0.5
+
+
+def test_nan_weights_stop_the_session_with_one_line():
+    from engine.worlds import NonFiniteLatents
+
+    s = random_session(1)
+    with torch.no_grad():
+        next(s.model.parameters()).fill_(float("nan"))
+    s.start(start_image(), seed=0)
+    s.step(actions(1))  # block 0 is the start frame: no model call
+    with pytest.raises(NonFiniteLatents, match="NaN/Inf latents") as e:
+        s.step(actions(1))
+    assert "\n" not in str(e.value)

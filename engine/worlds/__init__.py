@@ -61,6 +61,10 @@ class World(Protocol):
 WORLDS = ("model", "vizdoom")
 
 
+class NonFiniteLatents(ValueError):
+    """A block's latents hold NaN or Inf (broken weights or inputs): stop rather than show black frames."""
+
+
 def preset_block_frames(preset: Preset, block_index: int) -> int:
     """Video frames of a block of the preset's neural world (its real-game twin uses the same layout):
     a U-Net world's block 0 is the start frame, later blocks `unet.block_frames`; a Matrix-Game model's

@@ -39,11 +39,7 @@ from engine.config import Preset, load_preset, with_weights
 from engine.model.layers import parse_dtype
 from engine.scheduler import add_noise, check_sampler, sample, sampling_timesteps
 from engine.vae.protocol import VideoVAE
-from engine.worlds import WorldSpec, play
-
-
-class NonFiniteLatents(ValueError):
-    """A block's latents hold NaN or Inf (broken weights or inputs): stop rather than show black frames."""
+from engine.worlds import NonFiniteLatents, WorldSpec, play
 
 
 class WorldModelSession:

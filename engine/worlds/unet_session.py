@@ -24,7 +24,7 @@ from engine.config import Preset, load_preset, with_weights
 from engine.edm import karras_sigmas, sample_next
 from engine.model.layers import parse_dtype
 from engine.vae.protocol import VideoVAE
-from engine.worlds import WorldSpec
+from engine.worlds import NonFiniteLatents, WorldSpec
 
 
 class UNetWorldSession:
@@ -125,8 +125,11 @@ class UNetWorldSession:
         x = sample_next(
             self.model, context, level, self._actions.to(self.device), self.cfg, self.sigmas, self._gen
         )
-        if not torch.isfinite(x).all():
-            raise FloatingPointError("the world model produced non-finite latents (corrupt weights?)")
+        if not bool(torch.isfinite(x).all()):  # NaN weights would play black frames
+            raise NonFiniteLatents(
+                f"frame {self._block}: the world model produced NaN/Inf latents; the weights "
+                f"({self.checkpoint or 'random'}) or the actions are broken, so no frames were made"
+            )
         self._latents = torch.cat([self._latents[:, 1:], x[:, None]], dim=1)
         return x
 
