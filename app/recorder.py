@@ -168,11 +168,13 @@ class Recorder:
     def add_block(self, frames: np.ndarray, rows: list[dict], block_info: dict) -> None:
         """Queue one block: frames uint8 [T, H, W, 3], its action rows and {"block", "first_frame", ...}.
 
-        Waits while the queue is full; after a failure the frames are counted as lost, not queued."""
+        Waits while the queue is full; after a failure the frames are counted as lost, not queued. They
+        are counted once handed over: a Ctrl-C that lands while waiting stops the session before this
+        block, which was never recorded, so it is not reported as lost."""
         if self._closed:
             return
-        self.frames_queued += len(frames)
         self._put(("block", frames, rows, block_info))
+        self.frames_queued += len(frames)
 
     def _put(self, item: tuple) -> None:
         while self.error is None and self._thread.is_alive():
@@ -199,7 +201,7 @@ class Recorder:
         if self.error is None and self.frames_written < self.frames_queued:
             self.error = RuntimeError(f"{self.frames_queued - self.frames_written} frames were not written")
         self.meta.update(extra_meta or {})
-        lost = self.frames_queued - self.frames_written
+        lost = max(0, self.frames_queued - self.frames_written)  # a put that Ctrl-C cut before counting
         self.meta.update(
             frames=self.frames_written,
             action_frames=self.action_frames,

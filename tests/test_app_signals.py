@@ -54,7 +54,7 @@ def test_ctrl_c_finalises_the_recording(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
-    assert meta["complete"] and meta["frames"] >= 9 + 12 * 9
+    assert meta["complete"] and meta["frames"] >= 9 + 12 * 9, {k: meta.get(k) for k in ("complete", "error")}
     frames = imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "run" / "video.mp4"))[0]
     assert frames == meta["frames"]
 
