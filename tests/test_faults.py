@@ -17,6 +17,7 @@ import pytest
 
 from app.cli import main
 from app.recorder import Recorder
+from tests.test_app_signals import wait_for_blocks
 from tests.test_app_support import FakeWorld, gradient_image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,17 +132,6 @@ def start_long_run(out: Path) -> subprocess.Popen:
     )
 
 
-def wait_for_blocks(proc: subprocess.Popen, out: Path, blocks: int, timeout: float = 120.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        path = out / "blocks.jsonl"
-        if path.is_file() and len(path.read_text().splitlines()) >= blocks:
-            return
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    raise AssertionError("the run produced no blocks in time")
-
-
 def test_killing_the_process_group_loses_at_most_the_last_block(tmp_path):
     out = tmp_path / "run"
     proc = start_long_run(out)
@@ -210,7 +200,7 @@ class FailingWriter:
         self.ok -= 1
 
     def close(self):
-        pass
+        """Nothing is buffered: send either wrote the frame or failed."""
 
 
 def test_full_disk_in_the_window_shows_at_once_and_exits_non_zero(tmp_path, monkeypatch):

@@ -107,3 +107,28 @@ def export_weights(src: Path, dst: Path, dtype: torch.dtype = torch.bfloat16) ->
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_weights(src).items()}
     dst.parent.mkdir(parents=True, exist_ok=True)
     save_weights(state, dst, meta)
+
+
+def check_global_batch(out: Path, state: dict, batch: int, world: int) -> None:
+    """A run resumes only with the global batch it was trained with (any split over processes)."""
+    saved = state.get("global_batch", batch * world)
+    if saved != batch * world:
+        raise ValueError(
+            f"{out} was trained with a global batch of {saved} (run.batch_size x processes); this run "
+            f"has {batch} x {world} = {batch * world}: set run.batch_size to {saved} / processes to resume"
+        )
+
+
+def resume_run(out: Path, model, ema, opt, gen: torch.Generator, batch: int, world: int) -> int:
+    """Restore a run folder's weights, EMA, optimiser, data generator and global RNGs into the given
+    objects (checking the global batch); returns the step to continue from (0 for a fresh folder)."""
+    state = load_train_state(out)
+    if state is None:
+        return 0
+    check_global_batch(out, state, batch, world)
+    model.load_state_dict(load_weights(out / "model.safetensors"))
+    ema.load_state_dict(load_weights(out / "ema.safetensors"))
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["sampler"][0])
+    set_rng_state(state["rng"])
+    return int(state["step"])

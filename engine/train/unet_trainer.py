@@ -25,7 +25,7 @@ import torch
 from engine.config import Preset, load_preset
 from engine.edm import denoise, karras_sigmas, loss_weight, training_sigmas, training_target
 from engine.model.latent_unet import LatentUNet
-from engine.train.ckpt import load_train_state, load_weights, set_rng_state
+from engine.train.ckpt import resume_run
 from engine.train.config import UNetTrainConfig, config_to_yaml
 from engine.train.ema import EMA
 from engine.train.runtime import (
@@ -39,7 +39,7 @@ from engine.train.runtime import (
     wrap_ddp,
 )  # fmt: skip
 from engine.train.unet_batch import UNetBatch, UNetSampler, own_context
-from engine.train.world_trainer import check_global_batch, load_or_build_cache, save_run
+from engine.train.world_trainer import load_or_build_cache, save_run
 
 
 class UNetObjective(torch.nn.Module):
@@ -97,16 +97,7 @@ def train_unet(cfg: UNetTrainConfig) -> dict:
     b, b_all = run.batch_size, run.batch_size * d.world  # per process, global
     rows = slice(d.rank * b, (d.rank + 1) * b)  # this rank's share of every global draw
     gen = torch.Generator().manual_seed(run.seed * 1000)  # alike on every rank: all draw the global batch
-    step = 0
-    state = load_train_state(out)
-    if state is not None:
-        check_global_batch(out, state, b, d.world)
-        model.load_state_dict(load_weights(out / "model.safetensors"))
-        ema.load_state_dict(load_weights(out / "ema.safetensors"))
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["sampler"][0])
-        set_rng_state(state["rng"])
-        step = state["step"]
+    step = resume_run(out, model, ema, opt, gen, b, d.world)
     log = MetricsLog(out / "metrics.jsonl", d.main, step)
     if d.main:
         (out / "config.yaml").write_text(config_to_yaml(cfg))
@@ -126,10 +117,11 @@ def train_unet(cfg: UNetTrainConfig) -> dict:
         level = (torch.rand(b_all, generator=gen) * cfg.context_noise_max)[rows]
         context_noise = torch.randn((b_all, *batch.context.shape[1:]), generator=gen)[rows]
         keep = (torch.rand(b_all, generator=gen) >= cfg.action_dropout).float()[rows]
-        tensors = [batch.context, batch.actions, batch.target, sigma, noise, level, context_noise, keep]
-        ctx, act, tgt, sigma, noise, level, context_noise, keep = (t.to(d.device) for t in tensors)
+        sigma, noise, level, context_noise, keep = (
+            t.to(d.device) for t in (sigma, noise, level, context_noise, keep)
+        )  # the batch is on the device already
         with autocast(d.device, run.bf16):
-            loss, x0_mse = objective(UNetBatch(ctx, act, tgt), sigma, noise, level, context_noise, keep)
+            loss, x0_mse = objective(batch, sigma, noise, level, context_noise, keep)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)

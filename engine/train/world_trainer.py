@@ -35,7 +35,7 @@ from engine.config import Preset, load_preset
 from engine.model.causal_wan import CausalWanModel
 from engine.model.layers import parse_dtype
 from engine.scheduler import sampling_timesteps
-from engine.train.ckpt import load_train_state, load_weights, save_train_state, set_rng_state
+from engine.train.ckpt import resume_run, save_train_state
 from engine.train.config import WorldTrainConfig, config_to_yaml
 from engine.train.ema import EMA
 from engine.train.episodes import load_action_episodes
@@ -192,16 +192,7 @@ def train_world(cfg: WorldTrainConfig) -> dict:
     b, b_all = run.batch_size, run.batch_size * d.world  # per process, global
     rows = slice(d.rank * b, (d.rank + 1) * b)  # this rank's share of every global draw
     gen = torch.Generator().manual_seed(run.seed * 1000)  # alike on every rank: all draw the global batch
-    step = 0
-    state = load_train_state(out)
-    if state is not None:
-        check_global_batch(out, state, b, d.world)
-        model.load_state_dict(load_weights(out / "model.safetensors"))
-        ema.load_state_dict(load_weights(out / "ema.safetensors"))
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["sampler"][0])
-        set_rng_state(state["rng"])
-        step = state["step"]
+    step = resume_run(out, model, ema, opt, gen, b, d.world)
     log = MetricsLog(out / "metrics.jsonl", d.main, step)
     if d.main:
         (out / "config.yaml").write_text(config_to_yaml(cfg))
@@ -262,16 +253,6 @@ def train_world(cfg: WorldTrainConfig) -> dict:
             last.update(res)
     bar.close()
     return last
-
-
-def check_global_batch(out: Path, state: dict, batch: int, world: int) -> None:
-    """A run resumes only with the global batch it was trained with (any split over processes)."""
-    saved = state.get("global_batch", batch * world)
-    if saved != batch * world:
-        raise ValueError(
-            f"{out} was trained with a global batch of {saved} (run.batch_size x processes); this run "
-            f"has {batch} x {world} = {batch * world}: set run.batch_size to {saved} / processes to resume"
-        )
 
 
 def save_run(

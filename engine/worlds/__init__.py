@@ -92,6 +92,24 @@ def play(world: World, actions: ActionBlock) -> np.ndarray:
     return np.concatenate(frames)[: len(actions)]
 
 
+def weights_preset(preset: Union[str, Preset], checkpoint: Optional[str] = None) -> Preset:
+    """The preset (a name or a Preset) with `checkpoint` applied (`engine.config.with_weights`), for a
+    neural world's loader: a named file must exist; without one the caller builds random weights, so
+    torch is seeded with 0 here and every process (and a replay) builds the same ones."""
+    import os
+
+    import torch
+
+    from engine.config import with_weights
+
+    preset = with_weights(load_preset(preset) if isinstance(preset, str) else preset, checkpoint)
+    if preset.checkpoint and not os.path.isfile(preset.checkpoint):
+        raise ValueError(f"checkpoint not found: {preset.checkpoint}")
+    if not preset.checkpoint:
+        torch.manual_seed(0)
+    return preset
+
+
 def build_world(
     preset: Union[str, Preset], checkpoint: Optional[str] = None, device: str = "cpu", dtype: str = "bf16"
 ) -> World:

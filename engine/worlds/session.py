@@ -21,7 +21,6 @@ however long a session runs.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -35,11 +34,11 @@ from engine.conditioning import (
     frames_to_uint8,
     image_to_tensor,
 )
-from engine.config import Preset, load_preset, with_weights
+from engine.config import Preset
 from engine.model.layers import parse_dtype
 from engine.scheduler import add_noise, check_sampler, sample, sampling_timesteps
 from engine.vae.protocol import VideoVAE
-from engine.worlds import NonFiniteLatents, WorldSpec, play
+from engine.worlds import NonFiniteLatents, WorldSpec, play, weights_preset
 
 
 class WorldModelSession:
@@ -229,18 +228,12 @@ def load_session(
     preset's `checkpoint`; random weights when both are empty (tests and benchmarks), seeded with 0 so
     every process gets the same ones.
     """
-    if isinstance(preset, str):
-        preset = load_preset(preset)
-    preset = with_weights(preset, checkpoint)
     from engine.checkpoint import check_conditioning, load_weights_into
     from engine.model.causal_wan import CausalWanModel
     from engine.model.clip import build_image_encoder
     from engine.vae.factory import build_vae
 
-    if preset.checkpoint and not os.path.isfile(preset.checkpoint):
-        raise ValueError(f"checkpoint not found: {preset.checkpoint}")
-    if not preset.checkpoint:
-        torch.manual_seed(0)  # random weights must be the same in every process (replay)
+    preset = weights_preset(preset, checkpoint)
     model = CausalWanModel(preset.model)
     if preset.checkpoint:
         check_conditioning(load_weights_into(model, preset.checkpoint, preset), preset, preset.checkpoint)

@@ -12,7 +12,6 @@ are kept, so memory is flat however long a session runs.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -20,11 +19,11 @@ import torch
 
 from engine.actions import ActionBlock
 from engine.conditioning import frames_to_uint8, image_to_tensor
-from engine.config import Preset, load_preset, with_weights
+from engine.config import Preset
 from engine.edm import karras_sigmas, sample_next
 from engine.model.layers import parse_dtype
 from engine.vae.protocol import VideoVAE
-from engine.worlds import NonFiniteLatents, WorldSpec
+from engine.worlds import NonFiniteLatents, WorldSpec, weights_preset
 
 
 class UNetWorldSession:
@@ -139,17 +138,11 @@ def load_unet_session(
 ) -> UNetWorldSession:
     """The U-Net world a preset describes (`engine.worlds.build_world` dispatches here); random weights,
     seeded with 0, when neither the preset nor `checkpoint` names a file."""
-    if isinstance(preset, str):
-        preset = load_preset(preset)
-    preset = with_weights(preset, checkpoint)
     from engine.checkpoint import load_unet_weights
     from engine.model.latent_unet import LatentUNet
     from engine.vae.factory import build_vae
 
-    if preset.checkpoint and not os.path.isfile(preset.checkpoint):
-        raise ValueError(f"checkpoint not found: {preset.checkpoint}")
-    if not preset.checkpoint:
-        torch.manual_seed(0)
+    preset = weights_preset(preset, checkpoint)
     model = LatentUNet(preset.unet, preset.vae.z_dim)
     if preset.checkpoint:
         load_unet_weights(model, preset.checkpoint, preset)
