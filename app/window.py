@@ -56,6 +56,7 @@ class AppOptions:
     recordings_root: str = "recordings"  # where R puts recordings when --record was not given
     screenshot_dir: str = "screenshots"
     error_hold_s: float = 2.0  # how long a generation error stays on screen before the app exits
+    quit_wait_s: float = 1.0  # on quit without a recording: how long to wait for the block in progress
     show_hud: bool = True
     title: str = "worldplayer"
     threads: int = 0  # torch threads of the generation thread (0 = torch's default)
@@ -234,12 +235,15 @@ class App:
     def close(self, failure: str = "") -> None:
         """Stop generation, finalise any recording, close the window.
 
-        `failure`: why the display loop ended early (marks the recording incomplete)."""
+        `failure`: why the display loop ended early (marks the recording incomplete). The window goes
+        at once; only a recording waits for the block in progress (its frames and actions are kept)."""
         self.gen.stop()
-        self.gen.join(timeout=30)
-        self.gen.finalise(failure)
         self._set_capture(False)
         pygame.display.quit()
+        if self.gen.recording and self.gen.is_alive():
+            log.info("finishing the block in progress for the recording")
+        self.gen.join(timeout=30 if self.gen.recording else self.options.quit_wait_s)
+        self.gen.finalise(failure)
         if self.gen.error is not None:
             log.error("generation failed: %s", self.gen.error_text)
         if self.gen.record_errors and self.exit_code == 0:

@@ -40,6 +40,7 @@ import time
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -164,13 +165,18 @@ def judge(cmd: str, dx: float, dz: float) -> bool | None:
     return None
 
 
+def bar(items, desc: str):
+    """A progress bar on stderr when it is a terminal (the per-item lines go to stdout either way)."""
+    return tqdm(items, desc=desc, disable=None, dynamic_ncols=True, leave=False)
+
+
 def long_rollouts(args, session, world, maps: list[str], plans: dict) -> dict:
     """Real vs generated over `--long-seconds` for the first `--strips` held-out episodes: strips at 0, 1,
     5, 30 and 60 s, PSNR there, and generated / real sharpness over the second before 30 s and 60 s."""
     fps = session.spec.fps
     n_seg = int(np.ceil(args.long_seconds * fps / 12)) + 1
     rows = []
-    for e in range(args.strips):
+    for e in bar(range(args.strips), "long rollouts"):
         plan = scripted(n_seg, np.random.default_rng(args.seed + 500 + e))
         actions = ActionBlock.concat([b for _, b in plan])
         map_name = maps[e % len(maps)]
@@ -186,7 +192,7 @@ def long_rollouts(args, session, world, maps: list[str], plans: dict) -> dict:
             if b <= len(real):
                 row[f"sharpness_{s}s"] = sharpness(gen[a:b]) / max(sharpness(real[a:b]), 1e-6)
         rows.append(row)
-        print(f"long rollout {e} ({map_name}, {len(real)} frames): {json.dumps(row)}", flush=True)
+        tqdm.write(f"long rollout {e} ({map_name}, {len(real)} frames): {json.dumps(row)}")
     out = {"rollouts": rows}
     for s in (30, 60):
         vals = [r[f"sharpness_{s}s"] for r in rows if f"sharpness_{s}s" in r]
@@ -249,7 +255,7 @@ def main(argv=None) -> int:
     follow: list[dict] = []
     reals, gens = [], []
     t0 = time.time()
-    for e in range(args.episodes):
+    for e in bar(range(args.episodes), "episodes"):
         plan = scripted(args.blocks, rng)
         actions = ActionBlock.concat([b for _, b in plan])
         map_name = maps[e % len(maps)]
@@ -281,7 +287,7 @@ def main(argv=None) -> int:
         if e < args.strips:
             idx = [i for i in (0, 6, 12, 24, 36, 48, 72) if i < len(real)]
             save_strip(os.path.join(args.out, f"strip_{map_name}_{e}.png"), real, gen, idx)
-        print(f"episode {e} ({map_name}): {len(real)} frames, {time.time() - t0:.0f} s", flush=True)
+        tqdm.write(f"episode {e} ({map_name}): {len(real)} frames, {time.time() - t0:.0f} s")
     mean_frame = np.concatenate(reals).astype(np.float64).mean(axis=0).round().astype(np.uint8)
     for real, gen in zip(reals, gens, strict=True):
         for k in AHEAD:
@@ -340,7 +346,7 @@ def main(argv=None) -> int:
         plan = scripted(n_blocks, np.random.default_rng(args.seed + 99))
         session.start(reals[0][0], seed=args.seed)
         stats, t1 = [], time.time()
-        for _, block in plan:
+        for _, block in bar(plan, "stability"):
             stats.append(frame_health(play(session, block)))
         flat = sum(s["spatial_std_min"] < 8 for s in stats)
         saturated = sum(s["saturated_max"] > 0.9 for s in stats)

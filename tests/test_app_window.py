@@ -240,3 +240,48 @@ def test_generation_thread_steps_with_the_requested_torch_threads(tmp_path):
         assert torch.get_num_threads() == 1  # the main thread keeps its own setting
     finally:
         torch.set_num_threads(main_threads)
+
+
+class SlowWorld(FakeWorld):
+    """Every block after the first takes `seconds` (a heavy model on a loaded machine)."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def step(self, actions):
+        if self.block_index > 0:
+            import time
+
+            time.sleep(self.seconds)
+        return super().step(actions)
+
+
+@pytest.mark.parametrize("record", [False, True])
+def test_escape_closes_the_window_at_once_and_a_recording_keeps_the_block_in_progress(tmp_path, record):
+    import time
+
+    app = make_app(SlowWorld(4.0), tmp_path, record=record)
+    quit_at = []
+
+    def press_escape(app, tick):
+        if app.gen.blocks_done >= 1 and not quit_at:  # block 1 (4 s) is in progress now
+            time.sleep(0.3)
+            quit_at.append(time.perf_counter())
+            key(pygame.KEYDOWN, pygame.K_ESCAPE)
+
+    closed = []
+    real_quit = pygame.display.quit
+    pygame.display.quit = lambda: (closed.append(time.perf_counter()), real_quit())
+    try:
+        assert app.run(max_seconds=30, script=press_escape) == 0
+    finally:
+        pygame.display.quit = real_quit
+    done = time.perf_counter()
+    assert quit_at and closed[0] - quit_at[0] < 0.5  # the window went at once
+    if record:  # the recording waited for block 1 and holds its frames
+        meta = json.load(open(tmp_path / "rec" / "meta.json"))
+        blocks = read_jsonl(tmp_path / "rec" / "blocks.jsonl")
+        assert len(blocks) == 2 and meta["frames"] == sum(b["frames"] for b in blocks), (meta, blocks)
+    else:  # nothing to keep: the app did not wait out the 4-second block
+        assert done - quit_at[0] < 2.0
