@@ -21,6 +21,7 @@ however long a session runs.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -35,6 +36,7 @@ from engine.conditioning import (
     image_to_tensor,
 )
 from engine.config import Preset
+from engine.model.fast_path import PATHS, Choice, FastStreamer, choose_path
 from engine.model.layers import parse_dtype
 from engine.scheduler import add_noise, check_sampler, sample, sampling_timesteps
 from engine.vae.protocol import VideoVAE
@@ -53,6 +55,7 @@ class WorldModelSession:
         device: Union[str, torch.device] = "cpu",
         dtype: Union[str, torch.dtype] = "bf16",
         checkpoint: str = "",
+        dit_path: str = "reference",
     ):
         cfg = preset.model
         act = cfg.action
@@ -86,6 +89,10 @@ class WorldModelSession:
         check_condition(preset.condition)
         self._anchor: Optional[torch.Tensor] = None  # last clean latent (condition: last_latent)
         self._block = -1  # not started
+        if dit_path not in PATHS:
+            raise ValueError(f"unknown DiT path {dit_path!r}; choose one of: {', '.join(PATHS)}")
+        self.dit_path = dit_path  # requested; `dit_choice` is what runs (chosen by the first start())
+        self.dit_choice: Optional[Choice] = None
 
     # --- World API ---------------------------------------------------------------------------------
 
@@ -115,7 +122,11 @@ class WorldModelSession:
             self._anchor = condition.stream.next(1)  # the start image's latent; the stream is done
             self._condition = None
         h, w = self.latent_hw
-        self._cache = self.model.new_cache(1, h, w, self.device, self.dtype)
+        fast = self._fast_path()
+        if fast is None:
+            self._cache = self.model.new_cache(1, h, w, self.device, self.dtype)
+        else:
+            fast.opt.start_session(self._context)  # the optimised path keeps its caches across sessions
         self._vae_cache: Any = self.vae.new_decode_cache()
         self._gen = torch.Generator().manual_seed(int(seed))
         self._keyboard = torch.zeros(0, max(self.spec.keyboard_dim, 1))
@@ -137,7 +148,12 @@ class WorldModelSession:
             cond = anchor_latents(self._anchor, start, self.frames_per_block, level)
         else:
             cond = None if self._condition is None else self._condition.next(self.frames_per_block)
-        velocity = self._velocity_fn(cond, mouse_w, keyboard_w, start)
+        fast = self._fast_path()
+        if fast is not None:
+            fast.opt.begin_block(start, cond, mouse_w, keyboard_w)
+            velocity = fast.sampler_velocity(len(self.timesteps))
+        else:
+            velocity = self._velocity_fn(cond, mouse_w, keyboard_w, start)
         if start == 0 and self.frames_per_block == 1 and self._anchor is not None:
             x0 = self._anchor.clone()  # one-frame blocks: block 0 is the start image, exactly
         else:
@@ -154,7 +170,12 @@ class WorldModelSession:
             x_ctx = add_noise(x0, eps, context_t).to(self.dtype)
         if self._anchor is not None:
             self._anchor = x_ctx[:, -1:]
-        velocity(x_ctx, context_t)  # context pass: leaves the block (clean or at context_noise) in the caches
+        # context pass: leaves the block (clean or at context_noise) in the caches
+        if fast is not None:
+            fast.velocity(x_ctx, len(self.timesteps))  # the last pass timestep is context_noise
+            fast.opt.end_block()
+        else:
+            velocity(x_ctx, context_t)
         video, self._vae_cache = self.vae.decode_stream(x0, self._vae_cache)
         self._block += 1
         return frames_to_uint8(video)
@@ -174,6 +195,20 @@ class WorldModelSession:
         return play(self, actions)
 
     # --- internals ---------------------------------------------------------------------------------
+
+    def _fast_path(self) -> Optional[FastStreamer]:
+        """The optimised streamer this session runs, or None for the reference. Chosen (built, compiled
+        and checked against the reference) on first use, on the thread that generates: compiled CPU
+        code keeps the thread count it was built with."""
+        if self.dit_path == "reference":
+            return None
+        if self.dit_choice is None:
+            h, w = self.latent_hw
+            steps = self.timesteps.tolist() + [float(self.preset.sampler.context_noise)]
+            self.dit_choice = choose_path(self.model, 1, h, w, steps, self.dit_path)
+            if self.dit_choice.fell_back:  # one line: why the faster path is not used
+                print(f"worldplayer: {self.dit_choice.note}", file=sys.stderr)
+        return self.dit_choice.fast
 
     def _action_windows(self, actions: ActionBlock, start: int):
         """Append the block's actions to the history; windows [1, F, r w, C] for latents start..start+F-1."""
@@ -220,9 +255,16 @@ class WorldModelSession:
 
 
 def load_session(
-    preset: Union[str, Preset], checkpoint: Optional[str] = None, device: str = "cpu", dtype: str = "bf16"
+    preset: Union[str, Preset],
+    checkpoint: Optional[str] = None,
+    device: str = "cpu",
+    dtype: str = "bf16",
+    dit_path: str = "reference",
 ) -> WorldModelSession:
     """The neural world a preset describes (`engine.worlds.build_world` dispatches here).
+
+    dit_path: "reference", "optimised", "compiled" or "auto" (the fastest that passes the self-check;
+    `engine.model.fast_path`).
 
     checkpoint: world-model weights (official Matrix-Game 2.0 `.safetensors` or ours) instead of the
     preset's `checkpoint`; random weights when both are empty (tests and benchmarks), seeded with 0 so
@@ -238,4 +280,6 @@ def load_session(
     if preset.checkpoint:
         check_conditioning(load_weights_into(model, preset.checkpoint, preset), preset, preset.checkpoint)
     vae, encoder = build_vae(preset.vae), build_image_encoder(preset.image_encoder)
-    return WorldModelSession(preset, model, vae, encoder, device, dtype, checkpoint=preset.checkpoint)
+    return WorldModelSession(
+        preset, model, vae, encoder, device, dtype, checkpoint=preset.checkpoint, dit_path=dit_path
+    )

@@ -1,0 +1,165 @@
+"""Which streaming DiT path a session runs, and the self-check that lets a faster one in.
+
+Paths, slowest first:
+- "reference": `CausalWanModel.forward` with its `StreamCache` (the definition of correct);
+- "optimised": `OptimizedCausalWan` run eagerly (static buffers, fused QKV, per-session/per-block tables);
+- "compiled": the same pass under `torch.compile` (inductor on CPU; CUDA graphs via mode="reduce-overhead"
+  on CUDA, plain inductor if that fails).
+`choose_path` builds the requested path (or, for "auto", the fastest that the device's policy allows),
+runs one block of random inputs through it and through the reference, and falls back one path at a time
+when the outputs differ or compiling fails (no C++ compiler, an inductor error). The compile happens in
+that check, so a warm start pays only for a cache hit (inductor's on-disk FX graph cache).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from engine.model.causal_wan import CausalWanModel
+from engine.model.optimized_wan import OptimizedCausalWan
+
+Tensor = torch.Tensor
+PATHS = ("auto", "reference", "optimised", "compiled")
+# Relative error (Frobenius) of one block's velocities against the reference that the self-check accepts.
+CHECK_TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 3e-2, torch.float16: 1e-2}
+
+
+def auto_paths(device: torch.device) -> tuple[str, ...]:
+    """What "auto" tries, fastest first. CPU: the eager optimised path (compiling costs minutes once per
+    machine and measured little faster per block; see benchmarks/README.md); CUDA: compiled."""
+    if device.type == "cuda":
+        return ("compiled", "optimised", "reference")
+    return ("optimised", "reference")
+
+
+class FastStreamer:
+    """An `OptimizedCausalWan` with its pass function (eager or compiled) and the sampler hookup."""
+
+    def __init__(self, opt: OptimizedCausalWan, compiled: bool, mode: Optional[str] = None):
+        self.opt, self.compiled, self.mode = opt, compiled, mode
+        self._pass: Callable[[dict], Tensor] = opt
+        if compiled:
+            if mode == "reduce-overhead":
+                for t in opt.io.values():  # CUDA graphs read and write them in place, never copy them
+                    torch._dynamo.mark_static_address(t)
+            self._pass = torch.compile(opt, fullgraph=True, dynamic=False, mode=mode)
+
+    @property
+    def name(self) -> str:
+        return f"compiled ({self.mode or 'inductor'})" if self.compiled else "optimised"
+
+    def velocity(self, x: Tensor, i: int) -> Tensor:
+        """Pass i (index into the pass timesteps) on x [B, F, C, h, w]; velocity of the same shape."""
+        self.opt.set_pass(x, i)
+        if self.mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+            return self._pass(self.opt.io).clone()  # the graph's output buffer is reused by the next replay
+        return self._pass(self.opt.io)
+
+    def sampler_velocity(self, num_steps: int) -> Callable[[Tensor, Tensor], Tensor]:
+        """A `VelocityFn` for `engine.scheduler.sample`: its k-th call is pass k (the samplers call the
+        velocity once per timestep, in order; t is not read, so nothing syncs)."""
+        calls = [0]
+
+        def velocity(x: Tensor, t: Tensor) -> Tensor:
+            k = calls[0]
+            if k >= num_steps:
+                raise RuntimeError(f"the sampler called the velocity more than {num_steps} times in a block")
+            calls[0] += 1
+            return self.velocity(x, k)
+
+        return velocity
+
+
+def build(model: CausalWanModel, batch: int, h: int, w: int, pass_timesteps: list[float], path: str):
+    """A FastStreamer for "optimised" or "compiled" (CUDA: reduce-overhead, CPU: default inductor)."""
+    opt = OptimizedCausalWan(model, batch, h, w, pass_timesteps)
+    if path == "optimised":
+        return FastStreamer(opt, compiled=False)
+    mode = "reduce-overhead" if opt.device.type == "cuda" else None
+    return FastStreamer(opt, compiled=True, mode=mode)
+
+
+@torch.no_grad()
+def check_block(model: CausalWanModel, fast: FastStreamer, blocks: int = 2, seed: int = 0) -> float:
+    """`blocks` blocks (all passes) of random inputs through `fast` and the reference; the worst relative
+    error of a pass. Two blocks, so that a per-block table baked into compiled code would show.
+    Leaves `fast` at position 0 (call `start_session` before real use)."""
+    opt, cfg = fast.opt, model.cfg
+    g = torch.Generator().manual_seed(seed)
+    b, f, dt, dev = opt.batch, opt.f, opt.dtype, opt.device
+    h, w = opt.io["x"].shape[-2:]
+
+    def rnd(*shape):
+        return torch.randn(shape, generator=g).to(dev, dt)
+
+    act = cfg.action
+    t_win = act.vae_time_compression_ratio * act.windows_size if act is not None else 0
+    has_mouse = bool(model.action_layers) and act.enable_mouse
+    has_keyboard = bool(model.action_layers) and act.enable_keyboard
+    context = rnd(b, 17, cfg.image_context_dim) if cfg.image_context_dim is not None else None
+    ref_cache = model.new_cache(b, h, w, dev, dt)
+    opt.start_session(context)
+    worst = 0.0
+    for k in range(blocks):
+        mouse = rnd(b, f, t_win, act.mouse_dim_in) if has_mouse else None
+        keyboard = rnd(b, f, t_win, act.keyboard_dim_in) if has_keyboard else None
+        cond = rnd(b, f, cfg.in_dim - cfg.out_dim, h, w) if opt.has_cond else None
+        opt.begin_block(k * f, cond, mouse, keyboard)
+        for i, t in enumerate(torch.tensor(opt.pass_timesteps).tolist()):
+            x = rnd(b, f, cfg.out_dim, h, w)
+            tt = torch.full((b, f), t, device=dev)
+            ref = model(x, cond, tt, context, mouse, keyboard, cache=ref_cache, start_frame=k * f).float()
+            out = fast.velocity(x, i).float()
+            worst = max(worst, float((out - ref).norm() / ref.norm().clamp_min(1e-12)))
+        opt.end_block()
+    opt.start_session(context)  # back to position 0
+    return worst
+
+
+@dataclass
+class Choice:
+    """The path a session runs: `fast` None means the reference; `note` is one line for the user."""
+
+    fast: Optional[FastStreamer]
+    path: str
+    note: str
+    check_s: float = 0.0  # seconds the build + self-check took (the compile, for a compiled path)
+    fell_back: bool = False  # a faster path was tried and failed or differed
+
+
+def choose_path(
+    model: CausalWanModel, batch: int, h: int, w: int, pass_timesteps: list[float], want: str = "auto"
+) -> Choice:
+    """The fastest path among `want` (a name in PATHS) and its fallbacks that passes the self-check."""
+    if want not in PATHS:
+        raise ValueError(f"unknown DiT path {want!r}; choose one of: {', '.join(PATHS)}")
+    dev = model.patch_embedding.weight.device
+    order = {
+        "auto": auto_paths(dev),
+        "compiled": ("compiled", "optimised", "reference"),
+        "optimised": ("optimised", "reference"),
+        "reference": ("reference",),
+    }[want]
+    notes = []
+    for path in order:
+        if path == "reference":
+            break
+        t0 = time.perf_counter()
+        try:
+            fast = build(model, batch, h, w, pass_timesteps, path)
+            err = check_block(model, fast)
+        except Exception as e:  # compile errors come in many types (no C++ compiler, inductor bugs)
+            notes.append(f"{path} path failed ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
+            continue
+        tol = CHECK_TOLERANCE[fast.opt.dtype]
+        if err <= tol:
+            note = "; ".join(notes + [f"DiT path: {fast.name}, self-check error {err:.1e}"])
+            return Choice(fast, path, note, time.perf_counter() - t0, fell_back=bool(notes))
+        notes.append(f"{path} path differs from the reference (error {err:.1e} > {tol:.0e})")
+    note = "; ".join(notes + ["DiT path: reference"])
+    return Choice(None, "reference", note, fell_back=bool(notes))
