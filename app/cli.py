@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a preset on the CPU even when it would take minutes per block (full-size mg2-*)",
     )  # fmt: skip
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    p.add_argument(
+        "--no-compile", action="store_true",
+        help="run the reference DiT path (default: the fastest path that passes a self-check against it: "
+        "compiled on CUDA, the optimised eager path on CPU)",
+    )  # fmt: skip
     p.add_argument("--list-presets", action="store_true", help="list presets and exit")
     p.add_argument("--headless", action="store_true", help="no window: generate from --actions into --out")
     p.add_argument(
@@ -257,11 +262,13 @@ def run(argv: Optional[list[str]] = None) -> int:
     else:
 
         def world_factory():
-            return build_world(preset, device=device, dtype=args.dtype)
+            return build_world(preset, device=device, dtype=args.dtype, dit_path=dit_path)
 
+    dit_path = "reference" if args.no_compile else "auto"
     images = StartImages(preset, args.image, args.seed)
     images.own_start = images.own_start or args.compare  # the dream starts from the game's first frame
     meta = session_meta(preset, args.checkpoint, device, args.dtype)
+    meta["dit_path"] = dit_path  # a replay asks for the same path (the optimised one is not bit-equal)
     if args.compare:
         meta["compare_preset"] = args.compare_preset
     if args.headless:

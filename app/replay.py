@@ -94,7 +94,7 @@ def replay_recording(
         real = load_preset(meta["compare_preset"])
         world = compare_world(preset, real, device, dtype)
     else:
-        world = build_world(preset, device=device, dtype=dtype)
+        world = build_world(preset, device=device, dtype=dtype, dit_path=meta.get("dit_path", "reference"))
     spec = world.spec
     image = None
     if meta.get("start_image_file"):

@@ -111,13 +111,18 @@ def weights_preset(preset: Union[str, Preset], checkpoint: Optional[str] = None)
 
 
 def build_world(
-    preset: Union[str, Preset], checkpoint: Optional[str] = None, device: str = "cpu", dtype: str = "bf16"
+    preset: Union[str, Preset],
+    checkpoint: Optional[str] = None,
+    device: str = "cpu",
+    dtype: str = "bf16",
+    dit_path: str = "reference",
 ) -> World:
     """The world a preset describes: the real game for `world: vizdoom`, the latent U-Net world for a
     preset with a `unet` section, else the Matrix-Game streaming session.
 
     checkpoint: world-model weights instead of the preset's (`engine.config.with_weights`); a preset
     without weights runs random ones, seeded so every process (and a replay) gets the same ones.
+    dit_path: the Matrix-Game session's DiT path (`engine.model.fast_path.PATHS`; other worlds ignore it).
     """
     if isinstance(preset, str):
         preset = load_preset(preset)
@@ -136,4 +141,4 @@ def build_world(
         return load_unet_session(preset, checkpoint, device=device, dtype=dtype)
     from engine.worlds.session import load_session
 
-    return load_session(preset, checkpoint, device=device, dtype=dtype)
+    return load_session(preset, checkpoint, device=device, dtype=dtype, dit_path=dit_path)
