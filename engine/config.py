@@ -131,6 +131,7 @@ class UNetConfig:
     rho: float = 7.0
     context_noise: float = 0.0  # sigma of the noise put on the context at play time (its level is given)
     block_frames: int = 1  # video frames per `step` after block 0 (block 0 is the start frame)
+    residual: bool = False  # denoise the change from the newest context latent, not the latent itself
 
 
 @dataclass(frozen=True)

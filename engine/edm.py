@@ -5,6 +5,11 @@ latent U-Net world (as DIAMOND uses them). Latents are normalised, with spread `
   D(x_sigma) = c_skip x_sigma + c_out F(c_in x_sigma, c_noise = log(sigma) / 4)
 Training regresses F on (x0 - c_skip x_sigma) / c_out, a unit-variance target at every sigma, so no
 noise level (and no band of frequencies) dominates the loss.
+
+Residual worlds (`UNetConfig.residual`) diffuse the change from a base, the newest context latent b:
+x0 - b in place of x0 (x_sigma is the same x0 + sigma * eps; only the centre of the preconditioning
+moves to b). A network whose output is 0 then copies the last frame, sharp, instead of predicting the
+mean latent: an undertrained model stands still rather than melting into a blur.
 """
 
 from __future__ import annotations
@@ -33,11 +38,20 @@ def denoise(
     level: torch.Tensor,
     actions: torch.Tensor,
     sigma_data: float,
+    residual: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x0 estimate [B, C, h, w] float32, raw network output F). x: noisy latent; context: raw latents."""
+    """(x0 estimate [B, C, h, w] float32, raw network output F). x: noisy latent; context: raw latents
+    [B, K, C, h, w] (oldest first); residual: denoise around the newest context latent."""
     c_in, c_skip, c_out = scalings(sigma, sigma_data)
-    f = net(c_in * x.float(), context.float() / sigma_data, sigma.float().log() / 4, level, actions).float()
-    return c_skip * x.float() + c_out * f, f
+    base = residual_base(context, residual)
+    x = x.float() - base
+    f = net(c_in * x, context.float() / sigma_data, sigma.float().log() / 4, level, actions).float()
+    return base + c_skip * x + c_out * f, f
+
+
+def residual_base(context: torch.Tensor, residual: bool) -> torch.Tensor:
+    """The centre of the preconditioning: the newest context latent [B, C, h, w], or 0."""
+    return context[:, -1].float() if residual else torch.zeros((), device=context.device)
 
 
 def loss_weight(sigma: torch.Tensor, sigma_ref: float) -> torch.Tensor:
@@ -56,11 +70,12 @@ def loss_weight(sigma: torch.Tensor, sigma_ref: float) -> torch.Tensor:
 
 
 def training_target(
-    x0: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor, sigma_data: float
+    x0: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor, sigma_data: float, base=0.0
 ) -> torch.Tensor:
-    """What F should output for noisy x at sigma: (x0 - c_skip x) / c_out."""
+    """What F should output for noisy x at sigma: (x0 - b - c_skip (x - b)) / c_out, b the
+    `residual_base` (0 for a plain world)."""
     _, c_skip, c_out = scalings(sigma, sigma_data)
-    return (x0.float() - c_skip * x.float()) / c_out
+    return (x0.float() - base - c_skip * (x.float() - base)) / c_out
 
 
 def training_sigmas(
@@ -108,8 +123,9 @@ def sample_next(
     Noise is drawn on the CPU from `gen`, so a seed gives the same frames on every device."""
     b, _, c, h, w = context.shape
     x = (torch.randn(b, c, h, w, generator=gen) * sigmas[0]).to(context.device)
+    x = x + residual_base(context, cfg.residual)
     for i in range(len(sigmas) - 1):
         s = torch.full((b,), float(sigmas[i]), device=context.device)
-        x0, _ = denoise(net, x, s, context, level, actions, cfg.sigma_data)
+        x0, _ = denoise(net, x, s, context, level, actions, cfg.sigma_data, cfg.residual)
         x = x0 if sigmas[i + 1] == 0 else x + (x - x0) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
     return x

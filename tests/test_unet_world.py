@@ -15,19 +15,38 @@ from engine.config import load_preset
 PRESET = "configs/train/presets/synthetic_unet.yaml"
 
 
-def test_denoise_returns_x0_when_the_network_outputs_the_training_target():
-    from engine.edm import denoise, training_target
+@pytest.mark.parametrize("residual", [False, True])
+def test_denoise_returns_x0_when_the_network_outputs_the_training_target(residual):
+    from engine.edm import denoise, residual_base, training_target
 
     g = torch.Generator().manual_seed(0)
     x0, noise = torch.randn(3, 4, 5, 6, generator=g), torch.randn(3, 4, 5, 6, generator=g)
+    context = torch.randn(3, 2, 4, 5, 6, generator=g)
     sigma = torch.tensor([0.01, 0.7, 20.0])
     x = x0 + sigma[:, None, None, None] * noise
-    target = training_target(x0, x, sigma, 0.75)
+    target = training_target(x0, x, sigma, 0.75, residual_base(context, residual))
     out, f = denoise(
-        lambda *a: target, x, sigma, torch.zeros(3, 2, 4, 5, 6), torch.zeros(3), torch.zeros(3, 2, 6), 0.75
+        lambda *a: target, x, sigma, context, torch.zeros(3), torch.zeros(3, 2, 6), 0.75, residual
     )
     torch.testing.assert_close(out, x0, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(f, target)
+
+
+def test_a_residual_world_with_a_silent_network_copies_the_newest_context_frame():
+    """With F = 0 a residual world's first step predicts the newest context latent (a plain world's
+    predicts 0, the mean latent): an untrained or unsure model stands still instead of blurring."""
+    from engine.edm import denoise
+
+    g = torch.Generator().manual_seed(1)
+    context = torch.randn(2, 4, 3, 5, 6, generator=g)
+    sigma = torch.full((2,), 1e4)
+    x = sigma[:, None, None, None] * torch.randn(2, 3, 5, 6, generator=g) + context[:, -1]
+    silent = lambda x, *a: torch.zeros_like(x)  # noqa: E731
+    args = (torch.zeros(2), torch.zeros(2, 4, 6), 0.75)
+    copy, _ = denoise(silent, x, sigma, context, *args, True)
+    plain, _ = denoise(silent, x, sigma, context, *args, False)
+    torch.testing.assert_close(copy, context[:, -1], atol=1e-3, rtol=0)
+    assert float(plain.abs().max()) < 1e-3
 
 
 def test_karras_sigmas_run_from_max_to_min_then_zero():
@@ -42,7 +61,7 @@ def test_karras_sigmas_run_from_max_to_min_then_zero():
     assert bool((s[:-1] > s[1:]).all())
 
 
-def random_session(block_frames: int = 3, weight_scale: float = 0.05):
+def random_session(block_frames: int = 3, weight_scale: float = 0.05, residual: bool = False):
     """A session of the synthetic U-Net preset with all weights random (the zero-initialised output
     layers too, so actions and context change the output)."""
     from engine.model.latent_unet import LatentUNet
@@ -50,7 +69,7 @@ def random_session(block_frames: int = 3, weight_scale: float = 0.05):
     from engine.worlds.unet_session import UNetWorldSession
 
     preset = load_preset(PRESET)
-    preset = replace(preset, unet=replace(preset.unet, block_frames=block_frames))
+    preset = replace(preset, unet=replace(preset.unet, block_frames=block_frames, residual=residual))
     torch.manual_seed(0)
     model = LatentUNet(preset.unet, preset.vae.z_dim)
     with torch.no_grad():
@@ -84,11 +103,12 @@ def test_block_size_does_not_change_the_frames():
     np.testing.assert_array_equal(videos[0], videos[1])
 
 
-def test_an_action_changes_only_the_frames_after_it():
+@pytest.mark.parametrize("residual", [False, True])
+def test_an_action_changes_only_the_frames_after_it(residual):
     """actions[i] takes frame i to i + 1: changing it leaves frames 0..i alone and changes frame i + 1."""
     from engine.worlds import play
 
-    s = random_session(1)
+    s = random_session(1, residual=residual)
     a = actions(8)
     s.start(start_image(), seed=1)
     base = play(s, a)

@@ -23,7 +23,14 @@ from pathlib import Path
 import torch
 
 from engine.config import Preset, load_preset
-from engine.edm import denoise, karras_sigmas, loss_weight, training_sigmas, training_target
+from engine.edm import (
+    denoise,
+    karras_sigmas,
+    loss_weight,
+    residual_base,
+    training_sigmas,
+    training_target,
+)
 from engine.model.latent_unet import LatentUNet
 from engine.train.ckpt import resume_run
 from engine.train.config import UNetTrainConfig, config_to_yaml
@@ -52,12 +59,13 @@ class UNetObjective(torch.nn.Module):
     def forward(
         self, batch: UNetBatch, sigma, noise, level, context_noise, keep
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        sd = self.model.cfg.sigma_data
+        sd, residual = self.model.cfg.sigma_data, self.model.cfg.residual
         x = batch.target + sigma[:, None, None, None] * noise
         context = batch.context + level[:, None, None, None, None] * context_noise
         actions = batch.actions * keep[:, None, None]
-        x0, f = denoise(self.model, x, sigma, context, level, actions, sd)
-        per_sample = (f - training_target(batch.target, x, sigma, sd)).pow(2).mean(dim=(1, 2, 3))
+        x0, f = denoise(self.model, x, sigma, context, level, actions, sd, residual)
+        target = training_target(batch.target, x, sigma, sd, residual_base(context, residual))
+        per_sample = (f - target).pow(2).mean(dim=(1, 2, 3))
         loss = (per_sample * loss_weight(sigma, self.sigma_ref)).mean()
         return loss, (x0.detach() - batch.target).pow(2).mean()
 
