@@ -57,6 +57,9 @@ class VAETrainConfig:
     init: str = ""  # VAE weights to start from (default: a fresh VAE, PCA-initialised)
     freeze_encoder: bool = False  # train the decoder only; the encoder and latent statistics of `init`
     # stay as they are, so latents (and a world model trained on them) stay valid
+    adversarial: float = 0.0  # weight of a patch discriminator's hinge loss on the decoded frames
+    adversarial_start: int = 0  # steps that train the discriminator alone before the decoder sees it
+    disc_lr: float = 2.0e-4
     eval_clips: int = 16
     run: RunConfig = field(default_factory=RunConfig)
 

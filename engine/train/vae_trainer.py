@@ -2,8 +2,11 @@
 
 Loss: L1 + L2 + Sobel-edge L1 on the reconstruction, a small L2 on raw latents; the decoder also
 learns from noisy latents (z + U(0, latent_noise) * N(0, 1), normalised units) so it stays robust to
-world-model errors. Per-channel latent mean/std are tracked as running statistics and stored in the
-weights, so `encode` gives roughly unit-variance latents. Held-out PSNR is logged every `eval_every`.
+world-model errors. With `adversarial` > 0 a patch discriminator (`engine.train.patch_gan`) learns to
+tell real frames from decoded ones and, after `adversarial_start` steps, its hinge loss (times
+`adversarial`) pushes the decoder to draw texture rather than its mean. Per-channel latent mean/std
+are tracked as running statistics and stored in the weights, so `encode` gives roughly unit-variance
+latents. Held-out PSNR is logged every `eval_every`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -20,6 +24,7 @@ from engine.train.config import VAETrainConfig, config_to_yaml
 from engine.train.episodes import load_frame_episodes
 from engine.train.frame_clips import FrameClips
 from engine.train.losses import psnr, reconstruction_loss
+from engine.train.patch_gan import PatchDiscriminator, discriminator_loss, generator_loss
 from engine.train.runtime import (
     MetricsLog,
     Throughput,
@@ -44,18 +49,19 @@ class VAEObjective(torch.nn.Module):
 
     def forward(
         self, video: torch.Tensor, noise_scale: torch.Tensor
-    ) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    ) -> tuple[torch.Tensor, dict, torch.Tensor, torch.Tensor]:
         """video [B, 1 + rk, 3, H, W] (r = the VAE's temporal ratio); noise_scale [B].
-        Returns (loss, parts, raw latents)."""
+        Returns (loss, parts, raw latents, decoded video aligned with `video`)."""
         vae, cfg, r = self.vae, self.cfg, self.vae.temporal
         raw, _ = vae.encoder(interleave_first(video, r), None)  # [B, 1 + k, C, h, w]; frozen: no graph
         raw = soft_clamp(raw.float())
         z = vae.normalize(raw)
         noisy = z + noise_scale[:, None, None, None, None] * torch.randn_like(z)
         x, _ = vae.decoder(vae.denormalize(noisy))  # [B, r(1 + k), 3, H, W]
-        parts = reconstruction_loss(x[:, r - 1 :], video, cfg.l1, cfg.l2, cfg.edge)
+        x = x[:, r - 1 :]
+        parts = reconstruction_loss(x, video, cfg.l1, cfg.l2, cfg.edge)
         loss = parts["loss"] + cfg.latent_l2 * raw.pow(2).mean()
-        return loss, parts, raw.detach()
+        return loss, parts, raw.detach(), x
 
 
 @torch.no_grad()
@@ -185,6 +191,7 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         vae.load_state_dict(load_tiny_vae(vae_cfg, cfg.init).state_dict())
     else:
         init_pca(vae, data.sample(16, torch.Generator().manual_seed(run.seed)))
+    gan = Adversary(cfg, d, state) if cfg.adversarial > 0 else None
     log = MetricsLog(out / "metrics.jsonl", d.main, step)
     if d.main:
         (out / "config.yaml").write_text(config_to_yaml(cfg))
@@ -196,7 +203,9 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         video = data.sample(run.batch_size, gen).to(d.device)
         noise_scale = torch.rand(run.batch_size, generator=gen).to(d.device) * cfg.latent_noise
         with autocast(d.device, run.bf16):
-            loss, parts, raw = objective(video, noise_scale)
+            loss, parts, raw, decoded = objective(video, noise_scale)
+        if gan is not None:
+            loss = loss + gan.step(video, decoded, step, parts)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(trained, run.grad_clip)
@@ -217,13 +226,51 @@ def train_vae(cfg: VAETrainConfig) -> dict:
             log.write(step, eval_psnr=psnr_db)
         due = step % run.ckpt_every == 0 or (run.ckpt_every_s and time.time() - last_save > run.ckpt_every_s)
         if due or step == run.steps or step == run.stop_after:
-            _checkpoint(out, vae, opt, gen, step, d)
+            _checkpoint(out, vae, opt, gen, step, d, gan.state() if gan is not None else {})
             last_save = time.time()
     bar.close()
     return last
 
 
-def _checkpoint(out: Path, vae: TinyVAE, opt, gen: torch.Generator, step: int, d) -> None:
+class Adversary:
+    """The patch discriminator, its optimiser and one training step of it per decoder step."""
+
+    def __init__(self, cfg: VAETrainConfig, d, state: Optional[dict]):
+        self.cfg, self.d = cfg, d
+        with torch.random.fork_rng(devices=[]):  # leave the run's random stream as a resume finds it
+            torch.manual_seed(cfg.run.seed + 1)
+            self.disc = PatchDiscriminator().to(d.device)
+        self.opt = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
+        if state is not None and "disc" in state:
+            self.disc.load_state_dict(state["disc"])
+            self.opt.load_state_dict(state["disc_opt"])
+        self.wrapped = wrap_ddp(self.disc, d)
+
+    def step(self, real: torch.Tensor, decoded: torch.Tensor, step: int, parts: dict) -> torch.Tensor:
+        """Train the discriminator on this batch; return the decoder's adversarial loss term.
+        real, decoded: [B, T, 3, H, W]; parts gets `disc` and `adv` for the log."""
+        real, fake = real.flatten(0, 1), decoded.flatten(0, 1)
+        with autocast(self.d.device, self.cfg.run.bf16):
+            d_loss = discriminator_loss(self.wrapped(real), self.wrapped(fake.detach()))
+        self.opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt.step()
+        parts["disc"] = d_loss.detach()
+        if step < self.cfg.adversarial_start:
+            parts["adv"] = torch.zeros((), device=real.device)
+            return parts["adv"]
+        self.disc.requires_grad_(False)  # the decoder's gradient only (and no DDP hooks: unwrapped)
+        with autocast(self.d.device, self.cfg.run.bf16):
+            g_loss = generator_loss(self.disc(fake))
+        self.disc.requires_grad_(True)
+        parts["adv"] = g_loss.detach()
+        return self.cfg.adversarial * g_loss
+
+    def state(self) -> dict:
+        return {"disc": self.disc.state_dict(), "disc_opt": self.opt.state_dict()}
+
+
+def _checkpoint(out: Path, vae: TinyVAE, opt, gen: torch.Generator, step: int, d, extra: dict) -> None:
     if d.world > 1:
         import torch.distributed as dist
 
@@ -233,4 +280,4 @@ def _checkpoint(out: Path, vae: TinyVAE, opt, gen: torch.Generator, step: int, d
         states = [gen.get_state()]
     if d.main:
         save_vae(vae, out / "model.safetensors")
-        save_train_state(out, {"optimizer": opt.state_dict(), "sampler": states, "step": step})
+        save_train_state(out, {"optimizer": opt.state_dict(), "sampler": states, "step": step, **extra})
