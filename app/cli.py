@@ -367,12 +367,18 @@ def _on_signal(signum, frame):  # finalise recordings on `kill` and on a closed 
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point of `python main.py` and the `worldplayer` console script."""
+    """Entry point of `python main.py` and the `worldplayer` console script
+    (`worldplayer make-world ...` hands the rest of the line to `engine.make_world`)."""
     logging.basicConfig(level=logging.INFO, format="worldplayer: %(message)s")
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C -> KeyboardInterrupt -> finalise
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _on_signal)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["make-world"]:
+        from engine.make_world import main as make_world
+
+        return make_world(argv[1:])
     try:
         return run(argv)
     except KeyboardInterrupt as e:

@@ -160,7 +160,7 @@ class Preset:
     vae: VAEConfig = field(default_factory=VAEConfig)
     image_encoder: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     checkpoint: str = ""  # default world-model weights; empty = random weights
-    start_images: tuple[str, ...] = ()  # default start images, relative to the repo root
+    start_images: tuple[str, ...] = ()  # default start images (relative paths: see `resolve_path`)
     # What fills cond_concat's latent channels (engine.conditioning): "image" = Matrix-Game 2.0's
     # [start image, gray, ...]; "last_latent" = the latest clean latent before each block.
     condition: str = "image"
@@ -173,8 +173,10 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
-def preset_from_dict(data: dict, name: str = "") -> Preset:
-    """Build a `Preset` from plain data, rejecting unknown keys and wrong types with a ValueError."""
+def preset_from_dict(data: dict, name: str = "", folder: Optional[Path] = None) -> Preset:
+    """Build a `Preset` from plain data, rejecting unknown keys and wrong types with a ValueError.
+
+    folder: where relative weight and image paths are looked for first (`resolve_path`)."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Preset), OmegaConf.create(data))
         preset = OmegaConf.to_object(merged)
@@ -182,7 +184,7 @@ def preset_from_dict(data: dict, name: str = "") -> Preset:
         raise ValueError(f"invalid preset {name or '<dict>'}: {str(e).splitlines()[0]}") from None
     if not preset.name:
         preset = _replace(preset, name=name)
-    preset = _resolve_paths(preset)
+    preset = _resolve_paths(preset, folder)
     problem = preset_problem(preset)
     if problem:
         raise ValueError(f"invalid preset {preset.name}: {problem}")
@@ -301,9 +303,13 @@ def load_preset(name_or_path: str) -> Preset:
     """Load a preset by name (`configs/NAME.yaml`) or by path to a YAML file.
 
     `base: OTHER` in a preset file merges that preset under it, so a variant states only what differs;
-    weight and start-image paths come back resolved (absolute)."""
+    weight and start-image paths come back resolved (absolute). In a file outside `configs/` (a world
+    made by `engine.make_world`) a relative path names a file beside the preset when one is there, so
+    the folder can be moved; otherwise it is relative to the repository root, as in `configs/`."""
     path = _preset_path(name_or_path)
-    preset = preset_from_dict(_preset_data(path), name=path.stem)
+    folder = path.resolve().parent
+    own = None if folder.is_relative_to(CONFIG_DIR) else folder
+    preset = preset_from_dict(_preset_data(path), name=path.stem, folder=own)
     problem = image_context_problem(preset)
     if problem:
         raise ValueError(f"invalid preset {preset.name} ({path}): {problem}")
@@ -387,22 +393,29 @@ def preset_to_dict(preset: Preset) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(preset), resolve=True)
 
 
-def resolve_path(path: str) -> str:
-    """Resolve a path from a preset: absolute, or relative to the repository root."""
+def resolve_path(path: str, folder: Optional[Path] = None) -> str:
+    """Resolve a path from a preset: absolute; relative to `folder` when that file exists there (a preset
+    file's own folder, outside `configs/`); else relative to the repository root."""
     if not path or os.path.isabs(path):
         return path
+    if folder is not None and (folder / path).exists():
+        return str(folder / path)
     return str(REPO_DIR / path)
 
 
-def _resolve_paths(preset: Preset) -> Preset:
-    """Weight files and start images made absolute (relative ones are relative to the repo root)."""
+def _resolve_paths(preset: Preset, folder: Optional[Path] = None) -> Preset:
+    """Weight files and start images made absolute (`resolve_path`)."""
     enc = preset.image_encoder
+
+    def res(path: str) -> str:
+        return resolve_path(path, folder)
+
     return _replace(
         preset,
-        checkpoint=resolve_path(preset.checkpoint),
-        vae=_replace(preset.vae, checkpoint=resolve_path(preset.vae.checkpoint)),
-        image_encoder=_replace(enc, checkpoint=resolve_path(enc.checkpoint)),
-        start_images=tuple(resolve_path(p) for p in preset.start_images),
+        checkpoint=res(preset.checkpoint),
+        vae=_replace(preset.vae, checkpoint=res(preset.vae.checkpoint)),
+        image_encoder=_replace(enc, checkpoint=res(enc.checkpoint)),
+        start_images=tuple(res(p) for p in preset.start_images),
     )
 
 
