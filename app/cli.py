@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-compile", action="store_true",
         help="run the reference DiT path (default: the fastest path that passes a self-check against it: "
-        "compiled on CUDA, the optimised eager path on CPU)",
+        "compiled on CUDA, the optimised eager path on CPU, or compiled once its package is built)",
+    )  # fmt: skip
+    p.add_argument(
+        "--compile", action="store_true",
+        help="CPU: build the compiled DiT package now if it is missing (minutes, once per preset, size, "
+        "dtype and thread count; cached under ~/.cache/worldplayer) and run it",
     )  # fmt: skip
     p.add_argument("--list-presets", action="store_true", help="list presets and exit")
     p.add_argument("--headless", action="store_true", help="no window: generate from --actions into --out")
@@ -264,7 +269,7 @@ def run(argv: Optional[list[str]] = None) -> int:
         def world_factory():
             return build_world(preset, device=device, dtype=args.dtype, dit_path=dit_path)
 
-    dit_path = "reference" if args.no_compile else "auto"
+    dit_path = "reference" if args.no_compile else "compiled" if args.compile else "auto"
     images = StartImages(preset, args.image, args.seed)
     images.own_start = images.own_start or args.compare  # the dream starts from the game's first frame
     meta = session_meta(preset, args.checkpoint, device, args.dtype)

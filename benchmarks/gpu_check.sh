@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export TORCHINDUCTOR_CACHE_DIR="${TORCHINDUCTOR_CACHE_DIR:-${TMPDIR:-/tmp}/worldplayer-inductor}"  # warm reruns
+export WORLDPLAYER_CACHE="${WORLDPLAYER_CACHE:-${TMPDIR:-/tmp}/worldplayer-cache}"  # AOTInductor packages (CPU compiled path)
 if python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     device=cuda
     python -c "import torch; print('device:', torch.cuda.get_device_name(0), 'torch', torch.__version__)"

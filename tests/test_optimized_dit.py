@@ -14,7 +14,7 @@ import torch
 
 from engine.actions import OFFICIAL, ActionBlock, gather_windows
 from engine.config import load_preset
-from engine.model import fast_path
+from engine.model import aot_package, fast_path
 from engine.model.causal_wan import CausalWanModel
 from engine.model.fast_path import FastStreamer, check_block, choose_path
 from engine.model.optimized_wan import OptimizedCausalWan
@@ -232,16 +232,20 @@ def test_sampler_velocity_refuses_extra_calls():
             v(x, None)
 
 
-def test_choose_path_falls_back_when_compile_fails_or_differs(monkeypatch):
-    model = random_model("tiny")
+def test_choose_path_falls_back_when_compile_fails_or_differs(monkeypatch, tmp_path):
+    model = random_model("doom")
+    monkeypatch.setenv("WORLDPLAYER_CACHE", str(tmp_path))
 
     def no_compiler(*args, **kwargs):
         raise RuntimeError("no C++ compiler found\nmore lines")
 
-    monkeypatch.setattr(torch, "compile", no_compiler)
+    monkeypatch.setattr(aot_package, "build_package", no_compiler)  # the CPU compiled path
     choice = choose_path(model, 1, H, W, [1000.0, 0.0], "compiled")
     assert choice.path == "optimised" and choice.fell_back
     assert "compiled path failed (RuntimeError: no C++ compiler found)" in choice.note
+    monkeypatch.setattr(torch, "compile", no_compiler)  # image-context models compile with torch.compile
+    choice = choose_path(random_model("tiny"), 1, H, W, [1000.0, 0.0], "compiled")
+    assert choice.path == "optimised" and "no C++ compiler" in choice.note
     monkeypatch.setattr(fast_path, "check_block", lambda *a, **k: 1.0)
     choice = choose_path(model, 1, H, W, [1000.0, 0.0], "optimised")
     assert choice.fast is None and choice.path == "reference" and "differs" in choice.note
@@ -260,10 +264,50 @@ def test_bad_call_order_raises():
         opt.begin_block(6, *Inputs(model, 0).block())
 
 
+def test_cpu_auto_runs_compiled_only_with_a_cached_package():
+    cpu = torch.device("cpu")
+    assert fast_path.auto_paths(cpu) == ("optimised", "reference")
+    assert fast_path.auto_paths(cpu, package_ready=True)[0] == "compiled"
+    assert fast_path.auto_paths(torch.device("cuda"))[0] == "compiled"
+
+
+def test_package_name_changes_with_weights_threads_and_geometry(tmp_path):
+    model = random_model("doom")
+    opt = OptimizedCausalWan(model, 1, H, W, [1000.0, 0.0])
+    assert fast_path.uses_package(opt)
+    assert not fast_path.uses_package(OptimizedCausalWan(random_model("tiny"), 1, H, W, [0.0]))
+    path = aot_package.package_path(opt, tmp_path)
+    assert path.parent == tmp_path and path.suffix == ".pt2"
+    assert aot_package.package_path(OptimizedCausalWan(model, 1, H, 2 * W, [0.0]), tmp_path) != path
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        assert aot_package.package_path(opt, tmp_path) != path
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        model.blocks[0].ffn[0].weight[0, 0] += 1.0
+    assert aot_package.package_path(opt, tmp_path) != path
+
+
 @pytest.mark.slow
-def test_compiled_equals_reference_fp32():
-    """torch.compile (inductor) of the pass: a minute or more cold on one core, seconds with a warm cache."""
-    model = random_model("tiny")
+def test_aoti_package_equals_reference_fp32_and_loads_from_the_cache(monkeypatch, tmp_path):
+    """The CPU compiled path (AOTInductor, weights frozen): about a minute to build on one core; a second
+    session loads the package without building (and without tracing)."""
+    monkeypatch.setenv("WORLDPLAYER_CACHE", str(tmp_path))
+    model = random_model("doom")  # no image context: the CPU compiled path is a package
     fast = fast_path.build(model, 1, H, W, [1000.0, 0.0], "compiled")
+    assert fast.name == "compiled (AOTInductor package)"
+    assert check_block(model, fast, blocks=5) < 1e-5  # also checks the in-place cache writes of the package
+    monkeypatch.setattr(aot_package, "build_package", lambda *a: pytest.fail("rebuilt a cached package"))
+    choice = choose_path(model, 1, H, W, [1000.0, 0.0], "auto")
+    assert choice.path == "compiled" and not choice.fell_back
+
+
+@pytest.mark.slow
+def test_inductor_equals_reference_fp32():
+    """torch.compile (inductor, freezing on CPU) of the pass: a minute or more cold on one core."""
+    model = random_model("tiny")
+    fast = fast_path.build(model, 1, H, W, [1000.0, 0.0], "inductor")
     assert fast.compiled
     assert check_block(model, fast, blocks=5) < 1e-5
