@@ -63,13 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     p.add_argument(
         "--no-compile", action="store_true",
-        help="run the reference DiT path (default: the fastest path that passes a self-check against it: "
-        "compiled on CUDA, the optimised eager path on CPU, or compiled once its package is built)",
+        help="run the reference network path, DiT or U-Net (default: the fastest path that passes a "
+        "self-check against it: compiled on CUDA, the optimised eager path on CPU, or compiled once its "
+        "package is built)",
     )  # fmt: skip
     p.add_argument(
         "--compile", action="store_true",
-        help="CPU: build the compiled DiT package now if it is missing (minutes, once per preset, size, "
-        "dtype and thread count; cached under ~/.cache/worldplayer) and run it",
+        help="CPU: build the compiled DiT or U-Net package now if it is missing (about a minute (U-Net) to "
+        "minutes (DiT), once per weights, size, dtype and thread count; cached under ~/.cache/worldplayer) "
+        "and run it",
     )  # fmt: skip
     p.add_argument("--list-presets", action="store_true", help="list presets and exit")
     p.add_argument("--headless", action="store_true", help="no window: generate from --actions into --out")

@@ -11,9 +11,10 @@ or thread count builds a new package instead of running a stale one. Packages li
 `$WORLDPLAYER_CACHE/aoti` (default `~/.cache/worldplayer/aoti`) and are written to a temporary name first,
 so a build killed half way never leaves a package that loads.
 
-The package runs `OptimizedCausalWan.forward` on the module's `io` dict: same inputs, same in-place cache
-writes, same output as the eager pass (the self-check in `engine.model.fast_path` still compares it with
-the reference before a session uses it).
+The DiT package runs `OptimizedCausalWan.forward` on the module's `io` dict: same inputs, same in-place
+cache writes, same output as the eager pass (the self-check in `engine.model.fast_path` still compares it
+with the reference before a session uses it). Any other fixed-shape module uses the generic pair
+`module_package_path` / `build_module_package` (the U-Net world's frame, `engine.model.unet_fast_path`).
 """
 
 from __future__ import annotations
@@ -47,26 +48,36 @@ def weights_digest(opt: OptimizedCausalWan) -> str:
     return h.hexdigest()
 
 
+def module_package_path(name: str, key: tuple, root: Path | None = None) -> Path:
+    """The package file `<name>-t<threads>-<hash>.pt2`: the hash covers `key` (what the caller's compiled
+    code depends on: structure, weights digest, shapes, dtype) plus the torch version, CPU capability and
+    thread count. name: a readable prefix such as "unet-1x18x32-bfloat16"."""
+    threads = torch.get_num_threads()
+    parts = (FORMAT, torch.__version__, torch.backends.cpu.get_cpu_capability(), threads, *key)
+    digest = hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
+    return (root or cache_dir()) / f"{name}-t{threads}-{digest}.pt2"
+
+
 def package_path(opt: OptimizedCausalWan, root: Path | None = None) -> Path:
     """The package file of `opt` (a name that changes with everything the compiled code depends on)."""
-    key = "|".join(
-        map(
-            str,
-            (FORMAT, torch.__version__, torch.backends.cpu.get_cpu_capability(), torch.get_num_threads(),
-             repr(opt.cfg), opt.batch, tuple(opt.io["x"].shape), opt.dtype, weights_digest(opt)),
-        )
-    )  # fmt: skip
+    key = (repr(opt.cfg), opt.batch, tuple(opt.io["x"].shape), opt.dtype, weights_digest(opt))
     h, w = opt.io["x"].shape[-2:]
-    name = f"dit-{opt.batch}x{h}x{w}-{str(opt.dtype).removeprefix('torch.')}-t{torch.get_num_threads()}"
-    return (root or cache_dir()) / f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt2"
+    return module_package_path(f"dit-{opt.batch}x{h}x{w}-{str(opt.dtype).removeprefix('torch.')}", key, root)
 
 
-@torch.no_grad()
 def build_package(opt: OptimizedCausalWan, path: Path) -> Path:
     """Export `opt.forward` on `opt.io` and compile it with AOTInductor (weights frozen) into `path`.
     Minutes on one CPU thread for the doom preset. Leaves `opt` where it was (export only traces)."""
+    return build_module_package(opt, (opt.io,), path)
+
+
+@torch.no_grad()
+def build_module_package(module: torch.nn.Module, args: tuple, path: Path) -> Path:
+    """Export `module.forward(*args)` (shapes fixed to those of `args`) and compile it with AOTInductor,
+    weights frozen (inductor `freezing`: constants folded, convolutions and linears prepacked once),
+    into `path`, written under a temporary name and renamed when complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    ep = torch.export.export(opt, (opt.io,), strict=False)
+    ep = torch.export.export(module, args, strict=False)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-", suffix=".pt2")  # renamed when complete
     os.close(fd)
     try:
@@ -78,11 +89,12 @@ def build_package(opt: OptimizedCausalWan, path: Path) -> Path:
     return path
 
 
-def load_package(path: Path) -> Callable[[dict[str, Tensor]], Tensor]:
-    """The compiled pass in `path`: call it with `opt.io` (reads and writes the same tensors as eager)."""
+def load_package(path: Path) -> Callable[..., Tensor]:
+    """The compiled pass in `path`: call it with the arguments it was exported on (the DiT: `opt.io`,
+    whose tensors it reads and writes as eager does)."""
     runner = torch._inductor.aoti_load_package(str(path))
 
-    def compiled_pass(io: dict[str, Tensor]) -> Tensor:
-        return runner(io)
+    def compiled_pass(*args: Tensor | dict[str, Tensor]) -> Tensor:
+        return runner(*args)
 
     return compiled_pass

@@ -122,7 +122,9 @@ def build_world(
 
     checkpoint: world-model weights instead of the preset's (`engine.config.with_weights`); a preset
     without weights runs random ones, seeded so every process (and a replay) gets the same ones.
-    dit_path: the Matrix-Game session's DiT path (`engine.model.fast_path.PATHS`; other worlds ignore it).
+    dit_path: the neural world's network path: the Matrix-Game session's DiT path
+    (`engine.model.fast_path.PATHS`) or the U-Net world's (`engine.model.unet_fast_path.PATHS`, same names);
+    the real game ignores it.
     """
     if isinstance(preset, str):
         preset = load_preset(preset)
@@ -138,7 +140,7 @@ def build_world(
     if preset.unet is not None:
         from engine.worlds.unet_session import load_unet_session
 
-        return load_unet_session(preset, checkpoint, device=device, dtype=dtype)
+        return load_unet_session(preset, checkpoint, device=device, dtype=dtype, net_path=dit_path)
     from engine.worlds.session import load_session
 
     return load_session(preset, checkpoint, device=device, dtype=dtype, dit_path=dit_path)

@@ -8,10 +8,14 @@ streaming VAE decoder. Before frame 0 the context is the start latent repeated a
 zero, exactly as in training. With `unet.context_noise` > 0 the context is noised to that sigma with
 fresh noise per frame and the level is given to the model (GameNGen). Only K latents and K actions
 are kept, so memory is flat however long a session runs.
+
+`net_path` picks how a frame is sampled (`engine.model.unet_fast_path`): "reference" (`sample_next`),
+"optimised", "compiled" or "auto"; a faster path is chosen on the first frame, which it must reproduce.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -22,6 +26,7 @@ from engine.conditioning import frames_to_uint8, image_to_tensor
 from engine.config import Preset
 from engine.edm import karras_sigmas, sample_next
 from engine.model.layers import parse_dtype
+from engine.model.unet_fast_path import PATHS, UNetChoice, choose_unet_path
 from engine.vae.protocol import VideoVAE
 from engine.worlds import NonFiniteLatents, WorldSpec, weights_preset
 
@@ -37,6 +42,7 @@ class UNetWorldSession:
         device: Union[str, torch.device] = "cpu",
         dtype: Union[str, torch.dtype] = "bf16",
         checkpoint: str = "",
+        net_path: str = "reference",
     ):
         if preset.unet is None:
             raise ValueError(f"preset {preset.name} has no `unet` section")
@@ -55,6 +61,10 @@ class UNetWorldSession:
         )  # fmt: skip
         self.sigmas = karras_sigmas(cfg)
         self._block = -1
+        if net_path not in PATHS:
+            raise ValueError(f"unknown U-Net path {net_path!r}; choose one of: {', '.join(PATHS)}")
+        self.net_path = net_path  # requested; `net_choice` is what runs (chosen on the first frame)
+        self.net_choice: Optional[UNetChoice] = None
 
     @property
     def block_index(self) -> int:
@@ -121,9 +131,7 @@ class UNetWorldSession:
         if sigma > 0:
             context = context + sigma * torch.randn(context.shape, generator=self._gen).to(self.device)
         level = torch.full((1,), float(sigma), device=self.device)
-        x = sample_next(
-            self.model, context, level, self._actions.to(self.device), self.cfg, self.sigmas, self._gen
-        )
+        x = self._sample(context, level, self._actions.to(self.device))
         if not bool(torch.isfinite(x).all()):  # NaN weights would play black frames
             raise NonFiniteLatents(
                 f"frame {self._block}: the world model produced NaN/Inf latents; the weights "
@@ -132,12 +140,31 @@ class UNetWorldSession:
         self._latents = torch.cat([self._latents[:, 1:], x[:, None]], dim=1)
         return x
 
+    def _sample(self, context: torch.Tensor, level: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The next latent [1, C, h, w] float32 on the session's path; the first frame of a faster path
+        is the reference's, computed while checking that path against it (`choose_unet_path`)."""
+        if self.net_path == "reference" or (self.net_choice is not None and self.net_choice.frame is None):
+            return sample_next(self.model, context, level, actions, self.cfg, self.sigmas, self._gen)
+        if self.net_choice is None:
+            self.net_choice = choose_unet_path(
+                self.model, self.cfg, self.sigmas, context, level, actions, self._gen, self.net_path
+            )
+            if self.net_choice.fell_back:  # one line: why the faster path is not used
+                print(f"worldplayer: {self.net_choice.note}", file=sys.stderr)
+            return self.net_choice.first
+        noise = torch.randn(context[:, 0].shape, generator=self._gen).to(self.device)  # as sample_next
+        return self.net_choice.frame(context, level, actions, noise)
+
 
 def load_unet_session(
-    preset: Union[str, Preset], checkpoint: Optional[str] = None, device: str = "cpu", dtype: str = "bf16"
+    preset: Union[str, Preset],
+    checkpoint: Optional[str] = None,
+    device: str = "cpu",
+    dtype: str = "bf16",
+    net_path: str = "reference",
 ) -> UNetWorldSession:
     """The U-Net world a preset describes (`engine.worlds.build_world` dispatches here); random weights,
-    seeded with 0, when neither the preset nor `checkpoint` names a file."""
+    seeded with 0, when neither the preset nor `checkpoint` names a file. net_path: see the module."""
     from engine.checkpoint import load_unet_weights
     from engine.model.latent_unet import LatentUNet
     from engine.vae.factory import build_vae
@@ -146,4 +173,7 @@ def load_unet_session(
     model = LatentUNet(preset.unet, preset.vae.z_dim)
     if preset.checkpoint:
         load_unet_weights(model, preset.checkpoint, preset)
-    return UNetWorldSession(preset, model, build_vae(preset.vae), device, dtype, checkpoint=preset.checkpoint)
+    vae = build_vae(preset.vae)
+    return UNetWorldSession(
+        preset, model, vae, device, dtype, checkpoint=preset.checkpoint, net_path=net_path
+    )
