@@ -3,7 +3,7 @@
 A frame of the reference (`engine.edm.sample_next`) is `steps` calls of `engine.edm.denoise`, each one
 network pass with its casts and EDM scalings, and an Euler update. `UNetFrame` is the same frame as one
 module with the sigmas as constants and one linear for all the residual blocks' modulations (the
-reference runs 16 small ones a pass on e1m1); its inputs carry the sampler's unit noise, drawn by the
+reference runs 14 small ones a pass on e1m1); its inputs carry the sampler's unit noise, drawn by the
 caller from the session's generator exactly as `sample_next` draws it, so both paths see the same noise:
 
   context [B, K, C, h, w] float32 (raw latents, oldest first), level [B], actions [B, K, A],
