@@ -31,7 +31,7 @@ def bench_headless(preset, args) -> dict:
     import torch
 
     t0 = time.perf_counter()
-    world = build_world(preset, args.checkpoint, args.device, args.dtype)
+    world = build_world(preset, args.checkpoint, args.device, args.dtype, args.path)
     load_s = time.perf_counter() - t0
     _, image = StartImages(preset, args.image, log=lambda m: None).current()
     spec = world.spec
@@ -56,6 +56,7 @@ def bench_headless(preset, args) -> dict:
         "preset": preset.name,
         "device": args.device,
         "dtype": args.dtype,
+        "path": args.path,
         "threads": torch.get_num_threads(),
         "size": [spec.height, spec.width],
         "native_fps": spec.fps,
@@ -82,7 +83,7 @@ def bench_window(preset, args) -> dict:
 
     threads = default_threads(args.threads)
     serial()
-    world = build_world(preset, args.checkpoint, args.device, args.dtype)
+    world = build_world(preset, args.checkpoint, args.device, args.dtype, args.path)
     opts = AppOptions(fps=preset.fps, screenshot_dir="/tmp", error_hold_s=0, threads=threads)
     images = StartImages(preset, args.image, log=lambda m: None)
     app = App(world, preset, images, 0, opts, session_meta(preset, args.checkpoint, args.device, args.dtype))
@@ -123,6 +124,9 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="bf16")
     p.add_argument("--blocks", type=int, default=100)
+    p.add_argument(
+        "--path", default="reference", help="network path: reference, optimised, compiled, auto (as the app)"
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument(
         "--window-seconds", type=float, default=0, help="also run the window for this long (0 = skip)"
