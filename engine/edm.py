@@ -122,10 +122,24 @@ def sample_next(
 
     Noise is drawn on the CPU from `gen`, so a seed gives the same frames on every device."""
     b, _, c, h, w = context.shape
-    x = (torch.randn(b, c, h, w, generator=gen) * sigmas[0]).to(context.device)
-    x = x + residual_base(context, cfg.residual)
-    for i in range(len(sigmas) - 1):
-        s = torch.full((b,), float(sigmas[i]), device=context.device)
-        x0, _ = denoise(net, x, s, context, level, actions, cfg.sigma_data, cfg.residual)
-        x = x0 if sigmas[i + 1] == 0 else x + (x - x0) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
+    noise = torch.randn(b, c, h, w, generator=gen).to(context.device)
+    return euler_sample(net, noise, context, level, actions, cfg, [float(s) for s in sigmas])
+
+
+def euler_sample(
+    net: Network,
+    noise: torch.Tensor,
+    context: torch.Tensor,
+    level: torch.Tensor,
+    actions: torch.Tensor,
+    cfg: UNetConfig,
+    sigmas: list[float],
+) -> torch.Tensor:
+    """`sample_next` from given unit noise [B, C, h, w]; sigmas as plain floats (constants when traced)."""
+    b = context.shape[0]
+    x = noise * sigmas[0] + residual_base(context, cfg.residual)
+    for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        sigma = torch.full((b,), s, device=context.device)
+        x0, _ = denoise(net, x, sigma, context, level, actions, cfg.sigma_data, cfg.residual)
+        x = x0 if s_next == 0 else x + (x - x0) / s * (s_next - s)
     return x

@@ -18,6 +18,7 @@ which is what a small model on a CPU can learn quickly.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -102,26 +103,39 @@ class LatentUNet(nn.Module):
         actions: torch.Tensor,
     ) -> torch.Tensor:
         """See the module docstring for shapes."""
-        dtype = self.stem.weight.dtype
+        cond = self.condition(c_noise, level, actions)
+        return self.trunk(self.stem_input(x, context), lambda block, h: block(h, cond))
+
+    def condition(self, c_noise: torch.Tensor, level: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The embedding [B, cond_dim] of noise level, context level and actions."""
         emb = torch.cat(
             [fourier_features(c_noise, 64), fourier_features(level, 64), actions.flatten(1).float()], 1
         )
-        cond = self.embed(emb.to(dtype))
-        h = self.stem(torch.cat([x, context.flatten(1, 2)], dim=1).to(dtype))
+        return self.embed(emb.to(self.stem.weight.dtype))
+
+    def stem_input(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The stem's output for the noisy latent and the context stacked as channels."""
+        return self.stem(torch.cat([x, context.flatten(1, 2)], dim=1).to(self.stem.weight.dtype))
+
+    def trunk(
+        self, h: torch.Tensor, run_block: Callable[[ResBlock, torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """Down, middle and up paths and the head from the stem's output; `run_block(block, h)` applies
+        each residual block in pass order (the compiled frame passes precomputed modulations)."""
         skips = []
         for i, blocks in enumerate(self.down):
             for block in blocks:
-                h = block(h, cond)
+                h = run_block(block, h)
             skips.append(h)
             if i < len(self.downsample):
                 h = self.downsample[i](h)
         for block in self.middle:
-            h = block(h, cond)
+            h = run_block(block, h)
         for j, blocks in enumerate(self.up):
             skip = skips.pop()
             if h.shape[-2:] != skip.shape[-2:]:
                 h = self.upsample[j - 1](F.interpolate(h, size=skip.shape[-2:], mode="nearest"))
             h = torch.cat([h, skip], dim=1)
             for block in blocks:
-                h = block(h, cond)
+                h = run_block(block, h)
         return self.head(h)

@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import UNetConfig
-from engine.edm import residual_base, sample_next, scalings
+from engine.edm import euler_sample, sample_next
 from engine.model import aot_package
-from engine.model.latent_unet import LatentUNet, ResBlock, fourier_features
+from engine.model.latent_unet import LatentUNet, ResBlock
 
 Tensor = torch.Tensor
 FrameFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -64,46 +64,14 @@ class UNetFrame(nn.Module):
 
     def forward(self, context: Tensor, level: Tensor, actions: Tensor, noise: Tensor) -> Tensor:
         """The next latent [B, C, h, w] float32; shapes in the module docstring."""
-        b, sd = context.shape[0], self.cfg.sigma_data
-        base = residual_base(context, self.cfg.residual)
-        ctx = context.float() / sd  # [B, K, C, h, w]
-        x = noise * self.sigmas[0] + base
-        for s, s_next in zip(self.sigmas[:-1], self.sigmas[1:], strict=True):
-            sigma = torch.full((b,), s, device=context.device)
-            c_in, c_skip, c_out = scalings(sigma, sd)  # each [B, 1, 1, 1]
-            xr = x - base
-            f = self.network(c_in * xr, ctx, sigma.log() / 4, level, actions).float()
-            x0 = base + c_skip * xr + c_out * f
-            x = x0 if s_next == 0 else x + (x - x0) / s * (s_next - s)
-        return x
+        return euler_sample(self.network, noise, context, level, actions, self.cfg, self.sigmas)
 
     def network(self, x: Tensor, context: Tensor, c_noise: Tensor, level: Tensor, actions: Tensor) -> Tensor:
         """`LatentUNet.forward` with all modulations from one linear (same shapes, same dtypes)."""
         n = self.net
-        dtype = n.stem.weight.dtype
-        emb = torch.cat(
-            [fourier_features(c_noise, 64), fourier_features(level, 64), actions.flatten(1).float()], 1
-        )
-        cond = n.embed(emb.to(dtype))  # [B, cond_dim]
+        cond = n.condition(c_noise, level, actions)  # [B, cond_dim]
         mods = iter(self.modulation(cond).split(self.widths, dim=1))  # each [B, 2 cout]
-        h = n.stem(torch.cat([x, context.flatten(1, 2)], dim=1).to(dtype))
-        skips = []
-        for i, blocks in enumerate(n.down):
-            for block in blocks:
-                h = res_block(block, h, next(mods))
-            skips.append(h)
-            if i < len(n.downsample):
-                h = n.downsample[i](h)
-        for block in n.middle:
-            h = res_block(block, h, next(mods))
-        for j, blocks in enumerate(n.up):
-            skip = skips.pop()
-            if h.shape[-2:] != skip.shape[-2:]:
-                h = n.upsample[j - 1](F.interpolate(h, size=skip.shape[-2:], mode="nearest"))
-            h = torch.cat([h, skip], dim=1)
-            for block in blocks:
-                h = res_block(block, h, next(mods))
-        return n.head(h)
+        return n.trunk(n.stem_input(x, context), lambda block, h: res_block(block, h, next(mods)))
 
 
 def res_block(block: ResBlock, x: Tensor, mod: Tensor) -> Tensor:
