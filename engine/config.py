@@ -89,6 +89,13 @@ class VAEConfig:
     dim_mult: tuple[int, ...] = (1, 2, 4, 4)
     num_res_blocks: int = 2
     temporal: int = 4  # video frames per latent frame (tiny VAE: 4 or 1; the Wan VAE is always 4)
+    # tiny VAE only: "learned" (a conv encoder) or "pool" (fixed: each frame average-pooled by `pool`, the
+    # coarse image folded onto the x8 latent grid, z_dim = 3 (8 / pool)^2; only the decoder learns, as
+    # an upsampler; `pool_mean` (RGB) and `pool_std` fix the latent normalisation)
+    encoder: str = "learned"
+    pool: int = 4
+    pool_mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    pool_std: float = 1.0
     checkpoint: str = ""  # path, relative to the repo root or absolute; empty = random weights
 
 
@@ -132,6 +139,11 @@ class UNetConfig:
     context_noise: float = 0.0  # sigma of the noise put on the context at play time (its level is given)
     block_frames: int = 1  # video frames per `step` after block 0 (block 0 is the start frame)
     residual: bool = False  # denoise the change from the newest context latent, not the latent itself
+    # residual worlds only: centre on the newest latent turned by the newest action's yaw (a camera
+    # rotation warp, `engine.model.turn_warp`); 0 = off, else the view's horizontal field of view (deg)
+    turn_fov: float = 0.0
+    turn_degrees: float = 15.0  # degrees of yaw per unit of mouse yaw (the world's mouse scale)
+    turn_patch: int = 1  # latent channels are pixel_unshuffle(image, turn_patch): warp the image
 
 
 @dataclass(frozen=True)

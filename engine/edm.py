@@ -9,11 +9,14 @@ noise level (and no band of frequencies) dominates the loss.
 Residual worlds (`UNetConfig.residual`) diffuse the change from a base, the newest context latent b:
 x0 - b in place of x0 (x_sigma is the same x0 + sigma * eps; only the centre of the preconditioning
 moves to b). A network whose output is 0 then copies the last frame, sharp, instead of predicting the
-mean latent: an undertrained model stands still rather than melting into a blur.
+mean latent: an undertrained model stands still rather than melting into a blur. With `turn_fov` the
+base is the newest latent turned by the newest action's yaw (`engine.model.turn_warp`): turns, which are
+exact camera rotations in Doom, cost the network nothing.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -37,21 +40,29 @@ def denoise(
     context: torch.Tensor,
     level: torch.Tensor,
     actions: torch.Tensor,
-    sigma_data: float,
-    residual: bool = False,
+    cfg: UNetConfig,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(x0 estimate [B, C, h, w] float32, raw network output F). x: noisy latent; context: raw latents
-    [B, K, C, h, w] (oldest first); residual: denoise around the newest context latent."""
-    c_in, c_skip, c_out = scalings(sigma, sigma_data)
-    base = residual_base(context, residual)
+    [B, K, C, h, w] (oldest first); cfg: the world's `UNetConfig` (sigma_data, the residual base)."""
+    c_in, c_skip, c_out = scalings(sigma, cfg.sigma_data)
+    base = residual_base(context, actions, cfg)
     x = x.float() - base
-    f = net(c_in * x, context.float() / sigma_data, sigma.float().log() / 4, level, actions).float()
+    f = net(c_in * x, context.float() / cfg.sigma_data, sigma.float().log() / 4, level, actions).float()
     return base + c_skip * x + c_out * f, f
 
 
-def residual_base(context: torch.Tensor, residual: bool) -> torch.Tensor:
-    """The centre of the preconditioning: the newest context latent [B, C, h, w], or 0."""
-    return context[:, -1].float() if residual else torch.zeros((), device=context.device)
+def residual_base(context: torch.Tensor, actions: torch.Tensor, cfg: UNetConfig) -> torch.Tensor:
+    """The centre of the preconditioning [B, C, h, w]: 0 for a plain world, else the newest context
+    latent, turned by the yaw of the newest action (mouse [pitch, yaw] after the keys) with `turn_fov`."""
+    if not cfg.residual:
+        return torch.zeros((), device=context.device)
+    last = context[:, -1].float()
+    if cfg.turn_fov <= 0 or cfg.mouse_dim < 2:
+        return last
+    from engine.model.turn_warp import turn_warp
+
+    yaw = actions[:, -1, cfg.keyboard_dim + 1].float() * math.radians(cfg.turn_degrees)
+    return turn_warp(last, yaw, cfg.turn_fov, cfg.turn_patch)
 
 
 def loss_weight(sigma: torch.Tensor, sigma_ref: float) -> torch.Tensor:
@@ -137,9 +148,9 @@ def euler_sample(
 ) -> torch.Tensor:
     """`sample_next` from given unit noise [B, C, h, w]; sigmas as plain floats (constants when traced)."""
     b = context.shape[0]
-    x = noise * sigmas[0] + residual_base(context, cfg.residual)
+    x = noise * sigmas[0] + residual_base(context, actions, cfg)
     for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
         sigma = torch.full((b,), s, device=context.device)
-        x0, _ = denoise(net, x, sigma, context, level, actions, cfg.sigma_data, cfg.residual)
+        x0, _ = denoise(net, x, sigma, context, level, actions, cfg)
         x = x0 if s_next == 0 else x + (x - x0) / s * (s_next - s)
     return x

@@ -127,3 +127,40 @@ def test_long_encode_streams_in_chunks_for_ratio_one():
     vae = TinyVAE(FRAME_CFG).eval()
     x = video(21)
     assert torch.allclose(encode_long(vae, x, chunk=4), vae.encode(x), atol=1e-5)
+
+
+def test_pooled_encoder_latents_are_the_coarse_picture_and_the_nearest_decoder_redraws_it():
+    """encoder "pool": latents are the 4x-pooled frame folded onto the x8 grid, normalised by the
+    config's statistics; a decoder started by `nearest_shortcut` draws it back upsampled (nearest)."""
+    import torch.nn.functional as F
+
+    from engine.vae.tiny_vae_blocks import nearest_shortcut, soft_clamp
+
+    cfg = VAEConfig(
+        kind="tiny", z_dim=12, base_dim=8, dim_mult=(1, 2, 2), num_res_blocks=1, temporal=1,
+        encoder="pool", pool=4, pool_mean=(-0.5, -0.4, -0.3), pool_std=0.25,
+    )  # fmt: skip
+    vae = TinyVAE(cfg).eval()
+    nearest_shortcut(vae.decoder, 4)
+    g = torch.Generator().manual_seed(0)
+    coarse = torch.rand(2, 3, 6, 8, generator=g) * 2 - 1  # a picture of 4x4 blocks
+    video = F.interpolate(coarse, scale_factor=4.0, mode="nearest")[:, None]  # [2, 1, 3, 24, 32]
+    with torch.no_grad():
+        z = vae.encode(video)
+        mean = torch.tensor(cfg.pool_mean).repeat_interleave(4)[:, None, None]
+        want = (F.pixel_unshuffle(soft_clamp(coarse), 2) - mean) / 0.25
+        torch.testing.assert_close(z[:, 0], want, atol=1e-5, rtol=0)
+        out = vae.decode(z)
+    torch.testing.assert_close(out, soft_clamp(video).clamp(-1, 1), atol=1e-5, rtol=0)
+
+
+def test_pooled_encoder_config_must_agree_with_itself(tmp_path):
+    with pytest.raises(ValueError, match="z_dim 3"):
+        TinyVAE(VAEConfig(kind="tiny", z_dim=16, temporal=1, encoder="pool", pool=4))
+    with pytest.raises(ValueError, match="encoder must be"):
+        TinyVAE(VAEConfig(kind="tiny", z_dim=16, temporal=1, encoder="pooled"))
+    small = dict(kind="tiny", base_dim=8, dim_mult=(1, 2, 2), num_res_blocks=1, temporal=1)
+    path = str(tmp_path / "pool.safetensors")
+    save_tiny_vae(TinyVAE(VAEConfig(z_dim=12, encoder="pool", **small)), path)
+    with pytest.raises(ValueError, match="vae.encoder"):
+        load_tiny_vae(VAEConfig(z_dim=12, encoder="learned", **small), path)

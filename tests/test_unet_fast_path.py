@@ -3,6 +3,8 @@ reference's frames, the package is built once and then loaded, and a failing or 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -55,10 +57,14 @@ def latents(world: UNetWorldSession) -> torch.Tensor:
     return world._latents.clone()
 
 
+@pytest.mark.parametrize("turn", [False, True])
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
-def test_optimised_frame_equals_sample_next(dtype, tol):
-    """Same noise, same context: the fused-modulation frame is the reference's frame (bf16: within tol)."""
+def test_optimised_frame_equals_sample_next(dtype, tol, turn):
+    """Same noise, same context: the fused-modulation frame is the reference's frame (bf16: within tol);
+    turn: a residual world whose base is the turned newest latent (folded 2x2, as the E1M1 world's)."""
     net, cfg = random_net(dtype), load_preset(PRESET).unet
+    if turn:
+        cfg = replace(cfg, residual=True, turn_fov=106.26, turn_patch=2)
     sigmas = karras_sigmas(cfg)
     context, level, actions, noise = unet_fast_path.example_inputs(net, cfg, (8, 8), batch=2)
     level = torch.tensor([0.0, 0.4])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.actions import ActionBlock
-from engine.config import load_preset
+from engine.config import UNetConfig, load_preset
 
 PRESET = "configs/train/presets/synthetic_unet.yaml"
 
@@ -24,10 +24,10 @@ def test_denoise_returns_x0_when_the_network_outputs_the_training_target(residua
     context = torch.randn(3, 2, 4, 5, 6, generator=g)
     sigma = torch.tensor([0.01, 0.7, 20.0])
     x = x0 + sigma[:, None, None, None] * noise
-    target = training_target(x0, x, sigma, 0.75, residual_base(context, residual))
-    out, f = denoise(
-        lambda *a: target, x, sigma, context, torch.zeros(3), torch.zeros(3, 2, 6), 0.75, residual
-    )
+    cfg = UNetConfig(sigma_data=0.75, residual=residual, turn_fov=90.0 if residual else 0.0)
+    actions = torch.randn(3, 2, 6, generator=g)  # a turn: the residual base is warped
+    target = training_target(x0, x, sigma, 0.75, residual_base(context, actions, cfg))
+    out, f = denoise(lambda *a: target, x, sigma, context, torch.zeros(3), actions, cfg)
     torch.testing.assert_close(out, x0, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(f, target)
 
@@ -42,9 +42,9 @@ def test_a_residual_world_with_a_silent_network_copies_the_newest_context_frame(
     sigma = torch.full((2,), 1e4)
     x = sigma[:, None, None, None] * torch.randn(2, 3, 5, 6, generator=g) + context[:, -1]
     silent = lambda x, *a: torch.zeros_like(x)  # noqa: E731
-    args = (torch.zeros(2), torch.zeros(2, 4, 6), 0.75)
-    copy, _ = denoise(silent, x, sigma, context, *args, True)
-    plain, _ = denoise(silent, x, sigma, context, *args, False)
+    args = (torch.zeros(2), torch.zeros(2, 4, 6))
+    copy, _ = denoise(silent, x, sigma, context, *args, UNetConfig(sigma_data=0.75, residual=True))
+    plain, _ = denoise(silent, x, sigma, context, *args, UNetConfig(sigma_data=0.75, residual=False))
     torch.testing.assert_close(copy, context[:, -1], atol=1e-3, rtol=0)
     assert float(plain.abs().max()) < 1e-3
 
@@ -214,6 +214,37 @@ def test_resume_continues_exactly(tmp_path):
             torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
 
 
+def test_a_new_session_goes_on_from_shipped_weights_at_their_step(tmp_path):
+    """A run folder without state and `init`: the model starts as the init weights, and the run counts
+    from `init_step` to run.steps (here 2 more steps)."""
+    import json
+
+    from engine.train.ckpt import load_weights
+    from engine.train.config import UNetTrainConfig, load_train_config
+    from engine.train.unet_trainer import train_unet
+    from engine.worlds.synthetic import record_synthetic
+
+    record_synthetic(tmp_path / "data", episodes=2, frames=20, height=64, width=64)
+    base = [f"preset={PRESET}", f"data=[{tmp_path / 'data'}]", f"latents={tmp_path / 'lat'}",
+            "run.batch_size=4", "run.progress=false", "run.log_every=1", "ema_start=0"]  # fmt: skip
+    train_unet(
+        load_train_config(UNetTrainConfig, None, base + ["run.steps=3", f"run.out_dir={tmp_path / 'a'}"])
+    )
+    init = tmp_path / "a" / "ema.safetensors"
+    go_on = base + ["run.steps=5", f"init={init}", "init_step=3"]
+    still = go_on + [f"run.out_dir={tmp_path / 'c'}", "run.lr=0", "run.weight_decay=0"]
+    train_unet(load_train_config(UNetTrainConfig, None, still))  # lr 0: the weights stay the init's
+    start = load_weights(tmp_path / "c" / "model.safetensors")
+    for k, v in load_weights(init).items():
+        torch.testing.assert_close(start[k], v, rtol=0, atol=0)
+    go_on.append(f"run.out_dir={tmp_path / 'b'}")
+    train_unet(load_train_config(UNetTrainConfig, None, go_on))
+    steps = [json.loads(r)["step"] for r in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [4, 5]
+    moved = load_weights(tmp_path / "b" / "model.safetensors")
+    assert any(not torch.equal(moved[k], start[k]) for k in start)
+
+
 def test_checkpoint_for_another_world_is_refused_in_one_line(tmp_path):
     from engine.checkpoint import CheckpointError, save_checkpoint
     from engine.model.causal_wan import CausalWanModel
@@ -300,7 +331,7 @@ def test_trained_unet_world_predicts_the_frame_the_action_makes(tmp_path, contro
         with torch.no_grad():
             x_sigma = b.target + sigma[0] * noise
             level = torch.zeros(len(noise))
-            x0, _ = denoise(session.model, x_sigma, sigma, b.context, level, acts, p.unet.sigma_data)
+            x0, _ = denoise(session.model, x_sigma, sigma, b.context, level, acts, p.unet)
         errors.append(float((x0 - b.target)[moving].pow(2).mean()))
     assert errors[0] < 0.6 * errors[1], errors
 

@@ -120,6 +120,10 @@ class UNetTrainConfig:
     action_dropout: float = 0.0  # zero all actions of a sample with this probability
     ema: float = 0.999
     ema_start: int = 200
+    # a run folder without state starts from these weights (model and EMA; a fresh optimiser) at step
+    # `init_step` of the schedule: how training goes on in a new session from shipped weights
+    init: str = ""
+    init_step: int = 0
     run: RunConfig = field(default_factory=RunConfig)
 
 

@@ -12,7 +12,8 @@ global batch (`run.batch_size` x processes) from one generator and trains its ow
 `world` trainer does (tests/test_train_ddp.py). From `own_context_from` of the run
 on, a share `own_context` of samples see the model's own rollout as their newest
 `own_context_frames` context frames (`engine.train.unet_batch.own_context`). The EMA weights are what ships; a
-run folder with state is resumed exactly.
+run folder with state is resumed exactly; a folder without state starts from `init` weights at
+`init_step` (a new session going on from the shipped weights, with a fresh optimiser).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from engine.checkpoint import load_unet_weights
 from engine.config import Preset, load_preset
 from engine.edm import (
     denoise,
@@ -32,7 +34,7 @@ from engine.edm import (
     training_target,
 )
 from engine.model.latent_unet import LatentUNet
-from engine.train.ckpt import resume_run
+from engine.train.ckpt import load_train_state, resume_run
 from engine.train.config import UNetTrainConfig, config_to_yaml
 from engine.train.ema import EMA
 from engine.train.runtime import (
@@ -59,12 +61,12 @@ class UNetObjective(torch.nn.Module):
     def forward(
         self, batch: UNetBatch, sigma, noise, level, context_noise, keep
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        sd, residual = self.model.cfg.sigma_data, self.model.cfg.residual
+        cfg = self.model.cfg
         x = batch.target + sigma[:, None, None, None] * noise
         context = batch.context + level[:, None, None, None, None] * context_noise
         actions = batch.actions * keep[:, None, None]
-        x0, f = denoise(self.model, x, sigma, context, level, actions, sd, residual)
-        target = training_target(batch.target, x, sigma, sd, residual_base(context, residual))
+        x0, f = denoise(self.model, x, sigma, context, level, actions, cfg)
+        target = training_target(batch.target, x, sigma, cfg.sigma_data, residual_base(context, actions, cfg))
         per_sample = (f - target).pow(2).mean(dim=(1, 2, 3))
         loss = (per_sample * loss_weight(sigma, self.sigma_ref)).mean()
         return loss, (x0.detach() - batch.target).pow(2).mean()
@@ -101,11 +103,17 @@ def train_unet(cfg: UNetTrainConfig) -> dict:
     model = build().to(d.device, memory_format=torch.channels_last).train()
     objective = wrap_ddp(UNetObjective(model, cfg.loss_sigma_ref), d)
     opt = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=run.betas, weight_decay=run.weight_decay)
+    fresh = load_train_state(out) is None
+    if fresh and cfg.init:
+        load_unet_weights(model, cfg.init, preset)
     ema = EMA(model, cfg.ema, cfg.ema_start)
     b, b_all = run.batch_size, run.batch_size * d.world  # per process, global
     rows = slice(d.rank * b, (d.rank + 1) * b)  # this rank's share of every global draw
     gen = torch.Generator().manual_seed(run.seed * 1000)  # alike on every rank: all draw the global batch
     step = resume_run(out, model, ema, opt, gen, b, d.world)
+    if fresh and cfg.init:
+        step = cfg.init_step
+        gen.manual_seed(run.seed * 1000 + step)  # not the stream of the run that made `init`
     log = MetricsLog(out / "metrics.jsonl", d.main, step)
     if d.main:
         (out / "config.yaml").write_text(config_to_yaml(cfg))

@@ -37,7 +37,7 @@ from engine.train.runtime import (
     wrap_ddp,
 )
 from engine.vae.tiny_vae import SAFETENSORS_KEY, TinyVAE, load_tiny_vae, vae_config_json
-from engine.vae.tiny_vae_blocks import interleave_first, soft_clamp
+from engine.vae.tiny_vae_blocks import interleave_first, nearest_shortcut, soft_clamp
 
 
 class VAEObjective(torch.nn.Module):
@@ -128,7 +128,7 @@ def export_vae(
     calibrate=False keeps the run's statistics (a decoder fine-tune must keep its encoder's latents)."""
     cfg = replace(load_preset(preset).vae, checkpoint="")
     vae = load_tiny_vae(cfg, str(Path(run_dir) / "model.safetensors"))
-    if calibrate:
+    if calibrate and cfg.encoder != "pool":  # a pooled encoder's statistics are fixed by its config
         calibrate_latents(vae, FrameClips(load_frame_episodes(data), 9).fixed(clips))
     save_vae(vae, Path(dest))
 
@@ -160,7 +160,8 @@ def train_vae(cfg: VAETrainConfig) -> dict:
     r = vae_cfg.temporal
     if (cfg.clip_frames - 1) % r:
         raise ValueError(f"clip_frames must be 1 + {r}k for vae.temporal {r}, got {cfg.clip_frames}")
-    if cfg.freeze_encoder and not cfg.init:
+    pooled = vae_cfg.encoder == "pool"  # a fixed encoder: only the decoder (an upsampler) learns
+    if cfg.freeze_encoder and not cfg.init and not pooled:
         raise ValueError("freeze_encoder needs init: the VAE whose encoder to keep")
     out = Path(run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,6 +190,8 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         step = state["step"]
     elif cfg.init:
         vae.load_state_dict(load_tiny_vae(vae_cfg, cfg.init).state_dict())
+    elif pooled:
+        nearest_shortcut(vae.decoder, vae_cfg.pool)
     else:
         init_pca(vae, data.sample(16, torch.Generator().manual_seed(run.seed)))
     gan = Adversary(cfg, d, state) if cfg.adversarial > 0 else None
@@ -210,7 +213,7 @@ def train_vae(cfg: VAETrainConfig) -> dict:
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(trained, run.grad_clip)
         opt.step()
-        if not cfg.freeze_encoder:
+        if not (cfg.freeze_encoder or pooled):
             update_latent_stats(vae, raw, cfg.stats_momentum, step == 0)
         step += 1
         speed.add(run.batch_size * d.world)

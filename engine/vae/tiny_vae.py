@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from engine.config import VAEConfig, resolve_path
-from engine.vae.tiny_vae_blocks import Decoder, Encoder, interleave_first, soft_clamp
+from engine.vae.tiny_vae_blocks import Decoder, Encoder, PoolEncoder, interleave_first, soft_clamp
 
 SAFETENSORS_KEY = "worldplayer_vae"
 
@@ -76,6 +76,16 @@ class TinyConditionStream:
         return torch.cat(out, dim=1)
 
 
+def check_pool(cfg: VAEConfig) -> None:
+    """A pooled encoder's config must agree with itself: temporal 1, z_dim = 3 (8 / pool)^2, RGB mean."""
+    need = 3 * (8 // cfg.pool) ** 2 if cfg.pool in (1, 2, 4, 8) else None
+    if cfg.temporal != 1 or cfg.z_dim != need or len(cfg.pool_mean) != 3 or cfg.pool_std <= 0:
+        raise ValueError(
+            f"vae.encoder 'pool' needs temporal 1, z_dim 3 (8 / pool)^2 ({need} for pool {cfg.pool}), "
+            f"three pool_mean values and pool_std > 0; got temporal {cfg.temporal}, z_dim {cfg.z_dim}"
+        )
+
+
 class TinyVAE(nn.Module):
     """Tiny causal VAE; see the module docstring. `cfg.kind` must be "tiny"."""
 
@@ -89,10 +99,19 @@ class TinyVAE(nn.Module):
         self.z_dim = cfg.z_dim
         self.temporal = r = cfg.temporal
         widths = tiny_widths(cfg)
-        self.encoder = Encoder(cfg.z_dim, tuple(w // 2 for w in widths), 1, r)  # lighter: once per clip
+        if cfg.encoder == "pool":
+            check_pool(cfg)
+            self.encoder = PoolEncoder(cfg.pool)
+        elif cfg.encoder == "learned":
+            self.encoder = Encoder(cfg.z_dim, tuple(w // 2 for w in widths), 1, r)  # lighter: once per clip
+        else:
+            raise ValueError(f"vae.encoder must be 'learned' or 'pool', got {cfg.encoder!r}")
         self.decoder = Decoder(cfg.z_dim, tuple(reversed(widths)), cfg.num_res_blocks, r)
         self.register_buffer("latent_mean", torch.zeros(cfg.z_dim))
         self.register_buffer("latent_std", torch.ones(cfg.z_dim))
+        if cfg.encoder == "pool":  # fixed statistics: every pooled cell of a colour shares them
+            self.latent_mean.copy_(torch.tensor(cfg.pool_mean).float().repeat_interleave(cfg.z_dim // 3))
+            self.latent_std.fill_(cfg.pool_std)
         self.to(memory_format=torch.channels_last)
 
     @property
@@ -193,8 +212,9 @@ def load_tiny_vae(
         state = read_state_dict(path, expected)  # one-line WeightsFileError on any unreadable file
         stored = read_tiny_vae_config(path)
         mine = json.loads(vae_config_json(cfg))
-        for key in ("z_dim", "base_dim", "dim_mult", "num_res_blocks", "temporal"):
-            if stored is not None and stored.get(key, 4 if key == "temporal" else None) != mine[key]:
+        old_defaults = {"temporal": 4, "encoder": "learned", "pool": 4}  # files from before the key
+        for key in ("z_dim", "base_dim", "dim_mult", "num_res_blocks", "temporal", "encoder", "pool"):
+            if stored is not None and stored.get(key, old_defaults.get(key)) != mine[key]:
                 raise ValueError(
                     f"tiny VAE checkpoint {path} has vae.{key}={stored.get(key)}, preset says {mine[key]}"
                 )

@@ -141,6 +141,43 @@ class Encoder(nn.Module):
         return frames_apply(self.head, x) + short, [s0, s1, s2]
 
 
+class PoolEncoder(nn.Module):
+    """A fixed encoder: each frame average-pooled by `pool`, folded onto the x8 grid (pixel_unshuffle by
+    8 / pool), so [B, n, 3, H, W] -> [B, n, 3 (8 / pool)^2, H/8, W/8]. Temporal ratio 1 only. The
+    latents are a coarse picture (consecutive E1M1 frames correlate 0.79 at 64x36 against 0.55 for the
+    learned 16-channel latents), which the world model can predict; the decoder draws the detail."""
+
+    def __init__(self, pool: int):
+        super().__init__()
+        if pool not in (1, 2, 4, 8):
+            raise ValueError(f"vae.pool must be 1, 2, 4 or 8, got {pool}")
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor, state: Optional[list] = None) -> tuple[torch.Tensor, list]:
+        b = x.shape[0]
+        y = x.flatten(0, 1).float()
+        if self.pool > 1:
+            y = F.avg_pool2d(y, self.pool)
+        y = F.pixel_unshuffle(y, 8 // self.pool).to(x.dtype)
+        return rearrange(y, "(b n) c h w -> b n c h w", b=b), state or []
+
+
+@torch.no_grad()
+def nearest_shortcut(decoder: "Decoder", pool: int) -> None:
+    """Start a decoder's linear path as nearest upsampling of `PoolEncoder` latents (a blocky but right
+    picture) and zero its conv path's output, so it learns only the detail."""
+    s = 8 // pool  # latent sub-cells per side
+    w = decoder.shortcut.weight  # [r * 192, C, 1, 1], r = 1
+    w.zero_()
+    for c in range(3):
+        for y in range(8):
+            for x in range(8):
+                w[c * 64 + y * 8 + x, c * s * s + (y // pool) * s + x // pool] = 1.0
+    decoder.shortcut.bias.zero_()
+    nn.init.zeros_(decoder.head[1].weight)
+    nn.init.zeros_(decoder.head[1].bias)
+
+
 class Decoder(nn.Module):
     """[B, n, z, h, w] -> [B, rn, 3, 8h, 8w] for temporal ratio r (values roughly in [-1, 1]); causal."""
 
