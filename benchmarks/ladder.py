@@ -10,7 +10,8 @@ For each episode of a shard folder (the real frames and the actions that made th
 - free rollout: the session starts from frame 0 and plays the recorded actions; PSNR against the real
   frame and sharpness (mean image gradient, generated / real over the second before) at each
   `--seconds` mark, beside repeating frame 0.
-Prints a table and writes --json. Machine, dtype and sampler steps are printed.
+Prints a table and writes --json; --strip writes a PNG with, per episode, a row of generated and a row
+of real frames at 0 s and each mark (the frames to look at). Machine, dtype and sampler steps are printed.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="bf16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default="")
+    p.add_argument("--strip", default="", help="PNG of generated / real rows at 0 s and the marks")
     args = p.parse_args(argv)
 
     import torch
@@ -121,7 +123,7 @@ def main(argv=None) -> int:
     print(f"model: {args.preset} {args.checkpoint or preset.checkpoint} {args.dtype}; "
           f"sampler {sampler_text(preset)}")  # fmt: skip
     rng = np.random.default_rng(args.seed)
-    rows = []
+    rows, strips = [], []
     for entry in read_index(args.data)["shards"][: args.episodes]:
         frames, actions = episode(args.data, entry["name"])
         n = len(frames)
@@ -139,10 +141,19 @@ def main(argv=None) -> int:
                 row[f"repeat_{s:g}s"] = psnr(frames[0], frames[i])
                 row[f"sharp_{s:g}s"] = sharpness(gen[a : i + 1]) / max(sharpness(frames[a : i + 1]), 1e-6)
         rows.append(row)
+        at = [0] + [int(round(s * fps)) for s in marks if int(round(s * fps)) < horizon]
+        strips += [np.concatenate([gen[i] for i in at], 1), np.concatenate([frames[i] for i in at], 1)]
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     keys = [k for k in rows[0] if k != "episode"]
     mean = {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
     print("mean: " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items()))
+    if args.strip:
+        from PIL import Image
+
+        width = max(s.shape[1] for s in strips)
+        pad = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0))) for s in strips]
+        Image.fromarray(np.concatenate(pad)).save(args.strip)
+        print(f"strip: {args.strip} (rows: generated, real per episode; columns: 0 s, {args.seconds} s)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "mean": mean, "sampler": sampler_text(preset)}, f, indent=2)

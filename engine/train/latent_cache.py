@@ -144,7 +144,7 @@ def build_latent_cache(
         idx = len(ep_n)
         for j0 in range(0, k + 1 - min_latents + 1, start_every):
             starts.append((idx, j0))
-            start_imgs.append(video[0, r_t * j0].clone())  # not a view: it would keep the episode alive
+            start_imgs.append(torch.from_numpy(np.array(frames[r_t * j0])))  # uint8 [H, W, 3]: small
         ep_l0.append(n_lat)
         ep_f0.append(n_frm)
         ep_n.append(k + 1)
@@ -153,7 +153,7 @@ def build_latent_cache(
         raise ValueError(f"no episode has the {1 + r_t * (min_latents - 1)} frames a training clip needs")
     conds = []
     for i in range(0, len(start_imgs), batch):
-        imgs = torch.stack(start_imgs[i : i + batch])  # [b, 3, H, W]
+        imgs = torch.stack(start_imgs[i : i + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1  # [b, 3, H, W]
         conds.append(vae.condition_stream(imgs.to(dev)).next(r + 1).float().cpu())
     cond = torch.cat(conds)  # [Ns, r + 1, C, h, w]
     vae.float()
