@@ -152,6 +152,17 @@ def test_pooled_encoder_latents_are_the_coarse_picture_and_the_nearest_decoder_r
         torch.testing.assert_close(z[:, 0], want, atol=1e-5, rtol=0)
         out = vae.decode(z)
     torch.testing.assert_close(out, soft_clamp(video).clamp(-1, 1), atol=1e-5, rtol=0)
+    # its memory starts off: with every other weight random, streaming three frames decodes each alone
+    for p in vae.decoder.parameters():
+        p.data.add_(0.05 * torch.randn(p.shape, generator=g))
+    nearest_shortcut(vae.decoder, 4)
+    for p in vae.decoder.head[1].parameters():
+        p.data.add_(0.05 * torch.randn(p.shape, generator=g))
+    z3 = torch.randn(1, 3, 12, 6, 8, generator=g)
+    with torch.no_grad():
+        streamed, _ = vae.decode_frames(z3, None)
+        alone = torch.cat([vae.decode_frames(z3[:, i : i + 1], None)[0] for i in range(3)], dim=1)
+    torch.testing.assert_close(streamed, alone, atol=1e-5, rtol=0)
 
 
 def test_pooled_encoder_config_must_agree_with_itself(tmp_path):

@@ -165,7 +165,10 @@ class PoolEncoder(nn.Module):
 @torch.no_grad()
 def nearest_shortcut(decoder: "Decoder", pool: int) -> None:
     """Start a decoder's linear path as nearest upsampling of `PoolEncoder` latents (a blocky but right
-    picture) and zero its conv path's output, so it learns only the detail."""
+    picture) and zero its conv path's output, so it learns only the detail. The memory blocks' weights on
+    the previous frame start at zero too: trained on single frames (clip_frames 1) they see only zeros
+    and get no gradient, so random values there would act only at play time, on real previous frames;
+    at zero the streamed decode is the per-frame decode it was trained as."""
     s = 8 // pool  # latent sub-cells per side
     w = decoder.shortcut.weight  # [r * 192, C, 1, 1], r = 1
     w.zero_()
@@ -176,6 +179,10 @@ def nearest_shortcut(decoder: "Decoder", pool: int) -> None:
     decoder.shortcut.bias.zero_()
     nn.init.zeros_(decoder.head[1].weight)
     nn.init.zeros_(decoder.head[1].bias)
+    for stage in (decoder.stage0, decoder.stage1, decoder.stage2):
+        for block in stage.blocks:
+            first = block.net[0].weight  # [c, 2c, 3, 3]: this frame's channels, then the previous frame's
+            first[:, first.shape[0] :].zero_()
 
 
 class Decoder(nn.Module):
