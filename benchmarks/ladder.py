@@ -7,9 +7,9 @@ For each episode of a shard folder (the real frames and the actions that made th
 - teacher-forced one step: the session starts from real frame p - 1 and generates frame p under the
   recorded action, at `--positions` random p; PSNR against real frame p, beside copying frame p - 1
   and beside the VAE's round trip of frame p (no model on this VAE can beat it);
-- free rollout: the session starts from frame 0 and plays the recorded actions; PSNR against the real
-  frame and sharpness (mean image gradient, generated / real over the second before) at each
-  `--seconds` mark, beside repeating frame 0.
+- free rollout: the session starts from frame `--start` (default 0) and plays the recorded actions; PSNR
+  against the real frame and sharpness (mean image gradient, generated / real over the second before)
+  at each `--seconds` mark after the start, beside repeating the start frame.
 Prints a table and writes --json; --strip writes a PNG with, per episode, a row of generated and a row
 of real frames at 0 s and each mark (the frames to look at). Machine, dtype and sampler steps are printed.
 """
@@ -106,6 +106,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="bf16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default="")
+    p.add_argument("--start", type=int, default=0, help="frame the free rollouts start from")
     p.add_argument("--strip", default="", help="PNG of generated / real rows at 0 s and the marks")
     args = p.parse_args(argv)
 
@@ -129,9 +130,11 @@ def main(argv=None) -> int:
         n = len(frames)
         pos = sorted(rng.choice(np.arange(1, n), size=min(args.positions, n - 1), replace=False).tolist())
         tf, copy, vae = teacher_forced(session, frames, actions, pos, args.seed)
-        horizon = min(n, int(max(marks) * fps) + 1)
+        s0 = args.start
+        frames = frames[s0:]  # the rollout and its marks count from the start frame
+        horizon = min(n - s0, int(max(marks) * fps) + 1)
         session.start(np.ascontiguousarray(frames[0]), seed=args.seed)
-        gen = play(session, actions.slice(0, horizon))
+        gen = play(session, actions.slice(s0, s0 + horizon))
         row = {"episode": entry["name"], "teacher_forced": tf, "copy_last": copy, "vae_round_trip": vae}
         for s in marks:
             i = int(round(s * fps))
