@@ -22,6 +22,7 @@ from typing import Callable, Optional
 import torch
 
 from engine.config import UNetConfig
+from engine.model.turn_warp import turn_warp
 
 Network = Callable[..., torch.Tensor]
 
@@ -41,11 +42,14 @@ def denoise(
     level: torch.Tensor,
     actions: torch.Tensor,
     cfg: UNetConfig,
+    base: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(x0 estimate [B, C, h, w] float32, raw network output F). x: noisy latent; context: raw latents
-    [B, K, C, h, w] (oldest first); cfg: the world's `UNetConfig` (sigma_data, the residual base)."""
+    [B, K, C, h, w] (oldest first); cfg: the world's `UNetConfig` (sigma_data, the residual base);
+    base: `residual_base(context, actions, cfg)` when the caller has it already."""
     c_in, c_skip, c_out = scalings(sigma, cfg.sigma_data)
-    base = residual_base(context, actions, cfg)
+    if base is None:
+        base = residual_base(context, actions, cfg)
     x = x.float() - base
     f = net(c_in * x, context.float() / cfg.sigma_data, sigma.float().log() / 4, level, actions).float()
     return base + c_skip * x + c_out * f, f
@@ -59,8 +63,6 @@ def residual_base(context: torch.Tensor, actions: torch.Tensor, cfg: UNetConfig)
     last = context[:, -1].float()
     if cfg.turn_fov <= 0 or cfg.mouse_dim < 2:
         return last
-    from engine.model.turn_warp import turn_warp
-
     yaw = actions[:, -1, cfg.keyboard_dim + 1].float() * math.radians(cfg.turn_degrees)
     return turn_warp(last, yaw, cfg.turn_fov, cfg.turn_patch)
 
@@ -148,9 +150,10 @@ def euler_sample(
 ) -> torch.Tensor:
     """`sample_next` from given unit noise [B, C, h, w]; sigmas as plain floats (constants when traced)."""
     b = context.shape[0]
-    x = noise * sigmas[0] + residual_base(context, actions, cfg)
+    base = residual_base(context, actions, cfg)  # once a frame, not once a step
+    x = noise * sigmas[0] + base
     for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
         sigma = torch.full((b,), s, device=context.device)
-        x0, _ = denoise(net, x, sigma, context, level, actions, cfg)
+        x0, _ = denoise(net, x, sigma, context, level, actions, cfg, base)
         x = x0 if s_next == 0 else x + (x - x0) / s * (s_next - s)
     return x

@@ -34,7 +34,7 @@ from engine.edm import (
     training_target,
 )
 from engine.model.latent_unet import LatentUNet
-from engine.train.ckpt import load_train_state, resume_run
+from engine.train.ckpt import resume_run
 from engine.train.config import UNetTrainConfig, config_to_yaml
 from engine.train.ema import EMA
 from engine.train.runtime import (
@@ -65,8 +65,9 @@ class UNetObjective(torch.nn.Module):
         x = batch.target + sigma[:, None, None, None] * noise
         context = batch.context + level[:, None, None, None, None] * context_noise
         actions = batch.actions * keep[:, None, None]
-        x0, f = denoise(self.model, x, sigma, context, level, actions, cfg)
-        target = training_target(batch.target, x, sigma, cfg.sigma_data, residual_base(context, actions, cfg))
+        base = residual_base(context, actions, cfg)
+        x0, f = denoise(self.model, x, sigma, context, level, actions, cfg, base)
+        target = training_target(batch.target, x, sigma, cfg.sigma_data, base)
         per_sample = (f - target).pow(2).mean(dim=(1, 2, 3))
         loss = (per_sample * loss_weight(sigma, self.sigma_ref)).mean()
         return loss, (x0.detach() - batch.target).pow(2).mean()
@@ -103,15 +104,14 @@ def train_unet(cfg: UNetTrainConfig) -> dict:
     model = build().to(d.device, memory_format=torch.channels_last).train()
     objective = wrap_ddp(UNetObjective(model, cfg.loss_sigma_ref), d)
     opt = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=run.betas, weight_decay=run.weight_decay)
-    fresh = load_train_state(out) is None
-    if fresh and cfg.init:
-        load_unet_weights(model, cfg.init, preset)
     ema = EMA(model, cfg.ema, cfg.ema_start)
     b, b_all = run.batch_size, run.batch_size * d.world  # per process, global
     rows = slice(d.rank * b, (d.rank + 1) * b)  # this rank's share of every global draw
     gen = torch.Generator().manual_seed(run.seed * 1000)  # alike on every rank: all draw the global batch
     step = resume_run(out, model, ema, opt, gen, b, d.world)
-    if fresh and cfg.init:
+    if step == 0 and cfg.init:  # no state in the folder: go on from the init weights
+        load_unet_weights(model, cfg.init, preset)
+        ema = EMA(model, cfg.ema, cfg.ema_start)
         step = cfg.init_step
         gen.manual_seed(run.seed * 1000 + step)  # not the stream of the run that made `init`
     log = MetricsLog(out / "metrics.jsonl", d.main, step)
